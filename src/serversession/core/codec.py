@@ -1,0 +1,120 @@
+"""Safe serialization of session data and metadata: JSON only, never pickle.
+
+Session data is held per key as an *encoded string*. Encoding each value on its
+own is what makes delta writes possible (only changed keys travel to the store)
+and lets a store compare one key's stored text with what a request expects
+(compare-and-set) without understanding JSON. Encoding is canonical for a given
+Python value (compact separators, no NaN), so equal values give equal text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..exceptions import NotSerializableError
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_decode = json.JSONDecoder().decode
+
+
+def encode_value(key: str, value: Any) -> str:
+    """Encode one session value as JSON text.
+
+    Raises :class:`NotSerializableError` (naming ``key``) for anything JSON can't
+    hold exactly: sets, bytes, datetimes, NaN, objects.
+    """
+    if not isinstance(key, str):
+        raise NotSerializableError(f"session keys must be str, not {type(key).__name__}", key=str(key))
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise NotSerializableError(
+            f"session[{key!r}] is not JSON-serializable: {exc}", key=key
+        ) from exc
+
+
+def decode_value(text: str) -> Any:
+    """Decode one stored value (the inverse of :func:`encode_value`)."""
+    return _decode(text)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMeta:
+    """What the server knows about a session besides its data.
+
+    Times are Unix timestamps in seconds. ``csrf_secret`` is the base the CSRF
+    token is derived from; it is replaced at every rotation.
+    """
+
+    created_at: float
+    last_seen_at: float
+    user: str | None = None
+    user_agent: str = ""
+    ip: str = ""
+    persistent: bool = False
+    csrf_secret: str = ""
+
+    def with_changes(self, **changes: Any) -> SessionMeta:
+        """Return a copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+
+# One-letter field names keep every stored session small (Redis hashes especially).
+_META_FIELDS = {
+    "created_at": "c",
+    "last_seen_at": "s",
+    "user": "u",
+    "user_agent": "a",
+    "ip": "i",
+    "persistent": "p",
+    "csrf_secret": "x",
+}
+
+
+def encode_meta_fields(**values: Any) -> dict[str, str]:
+    """Encode some or all metadata attributes into short string fields.
+
+    Used both for a full record and for a partial update (only what changed).
+    """
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        field = _META_FIELDS[name]
+        if name in ("created_at", "last_seen_at"):
+            out[field] = repr(round(float(value), 3))
+        elif name == "persistent":
+            out[field] = "1" if value else ""
+        else:
+            out[field] = value or ""
+    return out
+
+
+def encode_meta(meta: SessionMeta) -> dict[str, str]:
+    """Encode a whole :class:`SessionMeta` into string fields."""
+    return encode_meta_fields(
+        created_at=meta.created_at,
+        last_seen_at=meta.last_seen_at,
+        user=meta.user,
+        user_agent=meta.user_agent,
+        ip=meta.ip,
+        persistent=meta.persistent,
+        csrf_secret=meta.csrf_secret,
+    )
+
+
+def decode_meta(fields: dict[str, str]) -> SessionMeta:
+    """Decode string fields written by :func:`encode_meta`.
+
+    Raises ``KeyError``/``ValueError`` for a corrupt record; stores turn that into
+    :class:`~serversession.exceptions.StoreError`.
+    """
+    return SessionMeta(
+        created_at=float(fields["c"]),
+        last_seen_at=float(fields["s"]),
+        user=fields.get("u") or None,
+        user_agent=fields.get("a", ""),
+        ip=fields.get("i", ""),
+        persistent=bool(fields.get("p")),
+        csrf_secret=fields.get("x", ""),
+    )

@@ -1,0 +1,121 @@
+"""Every setting of the session layer, with its default, in one frozen object.
+
+The defaults follow the OWASP Session Management Cheat Sheet: short idle timeout,
+bounded absolute lifetime, cookies that scripts can't read and other sites can't
+send, and IDs that are never taken from the client unless the server issued them.
+Validation happens here, once, at start-up (never with ``assert``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..exceptions import ConfigurationError
+from .signing import Signer
+
+SameSite = Literal["lax", "strict", "none"]
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Settings shared by every integration and store.
+
+    Timeouts are in seconds.
+
+    * ``idle_timeout`` (1800): a session unused this long ends (sliding).
+    * ``absolute_timeout`` (43200, 12 h): a session ends this long after it was
+      created, however busy it is.
+    * ``renew_fraction`` (0.1): the idle deadline is pushed forward (one store
+      write) only once this fraction of ``idle_timeout`` has passed since the last
+      renewal, so most read-only requests cost one store read and no write.
+    * ``max_size`` (65536 bytes): the largest encoded session; bigger raises
+      :class:`~serversession.exceptions.SessionTooLargeError` where it is set.
+    * ``cookie_name`` (None): None picks ``"__Host-session"`` when the cookie can
+      carry the ``__Host-`` prefix (Secure, ``Path=/``, no Domain), else
+      ``"session"``.
+    * ``cookie_secure`` (True): ``Secure`` attribute. Turning it off is the
+      development switch for plain-HTTP hosts; never in production.
+    * ``cookie_samesite`` ("lax"), ``cookie_path`` ("/"), ``cookie_domain`` (None).
+    * ``persistent_cookies`` (False): by default the cookie lasts until the browser
+      closes; a session marked persistent ("remember me") or this switch gives it
+      a ``Max-Age`` that never outlives the absolute timeout.
+    * ``secret_keys`` (()): HMAC keys, newest first; when given, the cookie value is
+      signed so forged values are rejected without a store round trip.
+    * ``header_transport`` (True): accept ``Authorization: Session <id>``.
+    * ``csrf`` (True): require a CSRF token on unsafe methods (middleware).
+    * ``csrf_exempt_paths`` (()): path prefixes that skip the CSRF check (webhooks).
+    * ``trusted_proxies`` (()): IPs or networks whose ``X-Forwarded-For`` is
+      believed for the client IP kept in session metadata.
+    * ``rotation_grace`` (30): seconds a rotated-away ID keeps forwarding the
+      writes of requests already in flight to the new session (it never loads).
+    * ``modify_attempts`` (64): compare-and-set attempts before
+      :class:`~serversession.exceptions.ConcurrentUpdateError`.
+    * ``max_user_agent`` (256): characters of User-Agent kept in metadata.
+    """
+
+    idle_timeout: float = 1800.0
+    absolute_timeout: float = 43200.0
+    renew_fraction: float = 0.1
+    max_size: int = 65536
+    cookie_name: str | None = None
+    cookie_secure: bool = True
+    cookie_samesite: SameSite = "lax"
+    cookie_path: str = "/"
+    cookie_domain: str | None = None
+    persistent_cookies: bool = False
+    secret_keys: Sequence[str | bytes] = ()
+    header_transport: bool = True
+    csrf: bool = True
+    csrf_exempt_paths: Sequence[str] = ()
+    trusted_proxies: Sequence[str] = ()
+    rotation_grace: float = 30.0
+    modify_attempts: int = 64
+    max_user_agent: int = 256
+    signer: Signer | None = field(init=False, repr=False, compare=False)
+    proxy_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if not self.idle_timeout > 0 or not self.absolute_timeout > 0:
+            raise ConfigurationError("idle_timeout and absolute_timeout must be positive seconds")
+        if self.idle_timeout > self.absolute_timeout:
+            raise ConfigurationError("idle_timeout cannot exceed absolute_timeout")
+        if not 0 <= self.renew_fraction < 1:
+            raise ConfigurationError("renew_fraction must be in [0, 1)")
+        if self.max_size < 256:
+            raise ConfigurationError("max_size must be at least 256 bytes")
+        if self.cookie_samesite not in ("lax", "strict", "none"):
+            raise ConfigurationError("cookie_samesite must be 'lax', 'strict' or 'none'")
+        if self.cookie_samesite == "none" and not self.cookie_secure:
+            raise ConfigurationError("SameSite=None requires cookie_secure=True")
+        if self.modify_attempts < 1 or self.rotation_grace < 0:
+            raise ConfigurationError("modify_attempts must be >= 1 and rotation_grace >= 0")
+        name = self.cookie_name or ("__Host-session" if self.host_prefix_allowed else "session")
+        if name.startswith("__Host-") and not self.host_prefix_allowed:
+            raise ConfigurationError("a __Host- cookie needs cookie_secure, Path=/ and no Domain")
+        object.__setattr__(self, "cookie_name", name)
+        object.__setattr__(self, "signer", Signer(self.secret_keys) if self.secret_keys else None)
+        try:
+            nets = tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad trusted_proxies entry: {exc}") from exc
+        object.__setattr__(self, "proxy_networks", nets)
+
+    @property
+    def host_prefix_allowed(self) -> bool:
+        """Whether the cookie meets the ``__Host-`` prefix rules."""
+        return self.cookie_secure and self.cookie_path == "/" and not self.cookie_domain
+
+    @property
+    def renew_after(self) -> float:
+        """Seconds after the last renewal before the idle deadline is pushed again."""
+        return self.idle_timeout * self.renew_fraction
+
+    @property
+    def csrf_cookie_name(self) -> str:
+        """Name of the pre-session CSRF cookie (see :mod:`serversession.core.csrf`)."""
+        return f"{self.cookie_name}-csrf"

@@ -1,0 +1,332 @@
+"""Theory of operation: the one session lifecycle, written once, free of I/O.
+
+Every decision about a session lives in this module: whether a token is
+believable, whether a stored session has timed out, whether this request must
+create, commit, renew, rotate or delete it, and what cookie the response gets.
+The functions here are *plans*: generators that ``yield`` store calls
+``(method, args)`` and receive their results. :class:`~serversession.SessionManager`
+runs a plan against a sync store, :class:`~serversession.AsyncSessionManager`
+against an async one (``a``-prefixed methods); neither decides anything. Tests
+drive plans with a fake clock and a dict.
+
+Rules (everything that changes a session's fate must live in this file):
+
+1. **Lazy**: a session is stored only when the request puts data in it, binds a
+   user, rotates, or asks for it (``ensure_stored``). Nothing else writes.
+2. **Strict**: an ID the store does not know is never adopted; the request gets a
+   fresh session under a new server-made ID.
+3. **Deadlines**: a session ends at ``min(last_seen + idle, created + absolute)``.
+   The idle deadline is renewed only when ``renew_fraction`` of the idle window
+   has passed, or for free along with a data write.
+4. **Deltas**: a commit carries only the keys this request changed, merged by the
+   store atomically; concurrent requests changing different keys both win.
+5. **No resurrection**: commits and rotations apply only to a session that still
+   exists; a destroyed or revoked session answers MISSING and nothing is written.
+   A rotated-away key answers MOVED for ``rotation_grace`` seconds, so in-flight
+   writes follow the session to its new key, while loads of the old ID fail.
+6. **Atomic read-modify-write**: ``modify`` is compare-and-set on one key's
+   encoded text, retried with the fresher value on conflict.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..exceptions import ConcurrentUpdateError, SessionEndedError, StoreError
+from .codec import SessionMeta, decode_value, encode_meta, encode_meta_fields, encode_value
+from .config import SessionConfig
+from .ids import new_session_id, public_handle, storage_key
+from .records import Commit, CommitResult, Outcome, StoredSession
+from .session import Session
+from .transport import IncomingToken, session_id_from_token, set_cookie, token_for_client
+
+T = TypeVar("T")
+#: A store call: the method name (sync spelling) and its arguments.
+Call = tuple[str, tuple[Any, ...]]
+Plan = Generator[Call, Any, T]
+
+_MAX_MOVES = 3
+_CREATE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    """What the response must carry after a save.
+
+    ``set_cookies`` are whole ``Set-Cookie`` values; ``header_token`` is the new
+    token for the ``Session-Id`` response header (header transport only).
+    ``ended`` says the session no longer exists (destroyed, revoked meanwhile).
+    """
+
+    set_cookies: tuple[str, ...] = ()
+    header_token: str | None = None
+    ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A user's session as shown in a "your active sessions" list: no secrets."""
+
+    handle: str
+    user: str | None
+    created_at: float
+    last_seen_at: float
+    idle_expires_at: float
+    absolute_expires_at: float
+    user_agent: str
+    ip: str
+    current: bool = field(default=False)
+
+
+NOTHING = SaveResult()
+
+
+def deadlines(config: SessionConfig, meta: SessionMeta) -> tuple[float, float]:
+    """Return (idle deadline, absolute deadline) of a session, Unix seconds."""
+    absolute = meta.created_at + config.absolute_timeout
+    return min(meta.last_seen_at + config.idle_timeout, absolute), absolute
+
+
+def is_expired(config: SessionConfig, meta: SessionMeta, now: float) -> bool:
+    """Whether a session is past its idle or absolute deadline at ``now``."""
+    return now >= deadlines(config, meta)[0]
+
+
+def new_session(
+    config: SessionConfig, token: IncomingToken, now: float, user_agent: str, ip: str,
+    *, expired: bool = False,
+) -> Session:
+    """Return a fresh, unstored session (it gets an ID only when first stored)."""
+    meta = SessionMeta(created_at=now, last_seen_at=now, user_agent=user_agent[: config.max_user_agent], ip=ip)
+    return Session(
+        config, session_id=None, key=None, data={}, meta=meta, via_header=token.via_header,
+        presented=token.value is not None, expired=expired, pre_csrf_secret=token.csrf_secret,
+    )
+
+
+def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: str = "", ip: str = "") -> Plan[Session]:
+    """Plan: find the request's session, or start a fresh one (strict mode)."""
+    session_id = session_id_from_token(config, token.value)
+    if session_id is None:
+        return new_session(config, token, now, user_agent, ip)
+    key = storage_key(session_id)
+    stored: StoredSession | None = yield ("load", (key,))
+    if stored is None:
+        return new_session(config, token, now, user_agent, ip)
+    if is_expired(config, stored.meta, now):
+        yield ("delete", (key,))
+        return new_session(config, token, now, user_agent, ip, expired=True)
+    return Session(
+        config, session_id=session_id, key=key, data=dict(stored.data), meta=stored.meta,
+        via_header=token.via_header, presented=True, pre_csrf_secret=token.csrf_secret,
+    )
+
+
+def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult]:
+    """Plan: write what this request changed and say what the response carries."""
+    if session.destroy_requested:
+        if session.key is not None:
+            yield ("delete", (session.key,))
+        return _ended(session)
+    if session.key is None:
+        if not (session.create_requested or session.has_changes or session.user is not None):
+            return _sessionless(session)
+        return (yield from _create(session, now))
+    if session.rotate_requested:
+        return (yield from _rotate(session, now, ip))
+    commit = _commit_for(session, now, ip)
+    if commit is None:
+        return NOTHING
+    result = yield from _commit_following_moves(session.key, commit)
+    if result.outcome is Outcome.MISSING:
+        return _ended(session)
+    if session.persistent and (commit.expires_at is not None or session.persistent_changed):
+        return _issue(session, session.session_id or "", now)
+    return NOTHING
+
+
+def modify(session: Session, key: str, fn: Callable[[Any], T], default: Any, now: float) -> Plan[T]:
+    """Plan: compare-and-set ``session[key] = fn(stored value)``, retrying on conflict."""
+    config = session.config
+    if session.key is None:
+        current = copy.deepcopy(session.get(key, default))
+        value = fn(current)
+        session[key] = value
+        return value
+    target = session.key
+    expected = session.base.get(key)
+    for _ in range(config.modify_attempts):
+        current = decode_value(expected) if expected is not None else copy.deepcopy(default)
+        value = fn(current)
+        encoded = encode_value(key, value)
+        commit = Commit(set_data={key: encoded}, expect={key: expected})
+        result: CommitResult = yield ("commit", (target, commit))
+        if result.outcome is Outcome.OK:
+            session.accept(key, encoded, value)
+            return value
+        if result.outcome is Outcome.CONFLICT:
+            expected = (result.current or {}).get(key)
+        elif result.outcome is Outcome.MOVED and result.moved_to:
+            target = result.moved_to
+        else:
+            raise SessionEndedError("the session ended while it was being modified")
+    raise ConcurrentUpdateError(f"session[{key!r}] changed {config.modify_attempts} times under us")
+
+
+def list_sessions(config: SessionConfig, user: str, now: float, current: Session | None = None) -> Plan[list[SessionInfo]]:
+    """Plan: the live sessions of ``user``, oldest first, without secrets."""
+    stored: list[StoredSession] = yield ("list_user", (user,))
+    current_key = current.key if current is not None else None
+    infos = []
+    for s in stored:
+        if s.meta.user != user or is_expired(config, s.meta, now):
+            continue
+        idle, absolute = deadlines(config, s.meta)
+        infos.append(SessionInfo(
+            handle=public_handle(s.key), user=s.meta.user, created_at=s.meta.created_at,
+            last_seen_at=s.meta.last_seen_at, idle_expires_at=idle, absolute_expires_at=absolute,
+            user_agent=s.meta.user_agent, ip=s.meta.ip, current=s.key == current_key,
+        ))
+    infos.sort(key=lambda i: i.created_at)
+    return infos
+
+
+def revoke(config: SessionConfig, user: str, handle: str) -> Plan[bool]:
+    """Plan: end the session of ``user`` whose public handle is ``handle``."""
+    stored: list[StoredSession] = yield ("list_user", (user,))
+    for s in stored:
+        if s.meta.user == user and public_handle(s.key) == handle:
+            return bool((yield ("delete", (s.key,))))
+    return False
+
+
+def revoke_user(config: SessionConfig, user: str, keep: Session | None = None) -> Plan[int]:
+    """Plan: end every session of ``user`` except ``keep``; return how many ended."""
+    stored: list[StoredSession] = yield ("list_user", (user,))
+    keep_key = keep.key if keep is not None else None
+    ended = 0
+    for s in stored:
+        if s.meta.user == user and s.key != keep_key and (yield ("delete", (s.key,))):
+            ended += 1
+    return ended
+
+
+# -- helpers -----------------------------------------------------------------
+
+def _expires_at(config: SessionConfig, meta: SessionMeta, now: float) -> float:
+    return min(now + config.idle_timeout, meta.created_at + config.absolute_timeout)
+
+
+def _commit_for(session: Session, now: float, ip: str | None) -> Commit | None:
+    config = session.config
+    to_set, unset = session.delta()
+    renew = bool(to_set or unset) or now - session.meta.last_seen_at >= config.renew_after
+    if not (renew or session.user_changed or session.persistent_changed):
+        return None
+    meta: dict[str, str] = {}
+    expires_at = None
+    if renew:
+        meta.update(encode_meta_fields(last_seen_at=now))
+        if ip:
+            meta.update(encode_meta_fields(ip=ip))
+        expires_at = _expires_at(config, session.meta, now)
+    if session.user_changed:
+        meta.update(encode_meta_fields(user=session.meta.user))
+    if session.persistent_changed:
+        meta.update(encode_meta_fields(persistent=session.meta.persistent))
+    index_user = session.meta.user if session.user_changed else None
+    return Commit(set_data=to_set, unset_data=unset, meta=meta, expires_at=expires_at, index_user=index_user)
+
+
+def _commit_following_moves(key: str, commit: Commit) -> Plan[CommitResult]:
+    for _ in range(_MAX_MOVES):
+        result: CommitResult = yield ("commit", (key, commit))
+        if result.outcome is not Outcome.MOVED or not result.moved_to:
+            return result
+        key = result.moved_to
+    return CommitResult(Outcome.MISSING)
+
+
+def _create(session: Session, now: float) -> Plan[SaveResult]:
+    config = session.config
+    meta = session.meta.with_changes(
+        created_at=now, last_seen_at=now,
+        csrf_secret=session.meta.csrf_secret or session.pre_csrf_secret or secrets.token_urlsafe(32),
+    )
+    commit = Commit(
+        set_data=session.encoded_data(), meta=encode_meta(meta),
+        expires_at=_expires_at(config, meta, now), index_user=meta.user,
+    )
+    for _ in range(_CREATE_ATTEMPTS):
+        session_id = new_session_id()
+        key = storage_key(session_id)
+        if (yield ("create", (key, commit))):
+            session.session_id, session.key, session.meta = session_id, key, meta
+            return _issue(session, session_id, now, clear_pre_csrf=True)
+    raise StoreError("could not create a session under a fresh key", operation="create")
+
+
+def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
+    config = session.config
+    old_key = session.key or ""
+    to_set, unset = session.delta()
+    meta = session.meta.with_changes(last_seen_at=now, ip=ip or session.meta.ip)
+    fields = encode_meta_fields(
+        last_seen_at=now, ip=meta.ip, user=meta.user, persistent=meta.persistent,
+        csrf_secret=meta.csrf_secret,
+    )
+    commit = Commit(
+        set_data=to_set, unset_data=unset, meta=fields,
+        expires_at=_expires_at(config, meta, now), index_user=meta.user,
+    )
+    session_id = new_session_id()
+    key = storage_key(session_id)
+    result: CommitResult = yield ("rotate", (old_key, key, commit, config.rotation_grace))
+    if result.outcome is Outcome.MOVED and result.moved_to:
+        # A concurrent request rotated first: its response carries the new ID;
+        # ours only forwards its changes there.
+        yield from _commit_following_moves(result.moved_to, Commit(
+            set_data=to_set, unset_data=unset, meta=encode_meta_fields(user=meta.user),
+            index_user=meta.user,
+        ))
+        return NOTHING
+    if result.outcome is not Outcome.OK:
+        return _ended(session)
+    session.session_id, session.key, session.meta = session_id, key, meta
+    return _issue(session, session_id, now)
+
+
+def _issue(session: Session, session_id: str, now: float, clear_pre_csrf: bool = False) -> SaveResult:
+    config = session.config
+    token = token_for_client(config, session_id)
+    if session.via_header:
+        return SaveResult(header_token=token)
+    max_age = None
+    if session.persistent:
+        max_age = int(deadlines(config, session.meta)[1] - now)
+    cookies = [set_cookie(config, config.cookie_name or "", token, max_age)]
+    if clear_pre_csrf and session.pre_csrf_secret is not None:
+        cookies.append(set_cookie(config, config.csrf_cookie_name, "", 0))
+    return SaveResult(set_cookies=tuple(cookies))
+
+
+def _ended(session: Session) -> SaveResult:
+    if session.via_header or not session.presented:
+        return SaveResult(ended=True)
+    config = session.config
+    return SaveResult(set_cookies=(set_cookie(config, config.cookie_name or "", "", 0),), ended=True)
+
+
+def _sessionless(session: Session) -> SaveResult:
+    """A request that stored nothing: at most a pre-session CSRF cookie, or a stale cookie cleared."""
+    config = session.config
+    cookies = []
+    if session.presented and not session.via_header:
+        cookies.append(set_cookie(config, config.cookie_name or "", "", 0))
+    if session.pre_csrf_issued and session.pre_csrf_secret and not session.via_header:
+        cookies.append(set_cookie(config, config.csrf_cookie_name, session.pre_csrf_secret, None))
+    return SaveResult(set_cookies=tuple(cookies))

@@ -1,0 +1,326 @@
+"""The session object an application sees: a mapping with change tracking.
+
+A :class:`Session` is pure state: it never talks to a store. It remembers the
+encoded text of every key as loaded (its *baseline*), which keys the request set
+or deleted, and which mutable values it handed out (so ``session["cart"]["x"] = 1``
+is noticed at save time by re-encoding and comparing). At the end of the request
+the lifecycle turns exactly those differences into a delta commit, which is why
+two concurrent requests that change different keys both keep their change.
+
+Values are encoded when set, so an unserializable value fails at the assignment
+that introduced it, with the key in the message.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from ..exceptions import SessionTooLargeError
+from . import csrf
+from .codec import SessionMeta, decode_value, encode_value
+from .config import SessionConfig
+from .ids import public_handle
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+T = TypeVar("T")
+_MUTABLE = (dict, list)
+
+
+class _Modifier(Protocol):
+    """What a manager offers a session for atomic read-modify-write."""
+
+    def modify(self, session: Session, key: str, fn: Callable[[Any], Any], default: Any) -> Any: ...
+
+    def amodify(
+        self, session: Session, key: str, fn: Callable[[Any], Any], default: Any
+    ) -> Awaitable[Any]: ...
+
+
+class Session(MutableMapping[str, Any]):
+    """One request's view of a session: ``session["key"] = value`` and more.
+
+    Besides the mapping API it offers :meth:`modify` / :meth:`amodify` (atomic
+    read-modify-write of one key), :meth:`rotate` (new ID at sign-in),
+    :meth:`destroy` (logout), :attr:`user` (bind to a user), :attr:`csrf_token`
+    and read-only metadata. Build one through a manager, not directly.
+    """
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        session_id: str | None,
+        key: str | None,
+        data: dict[str, str],
+        meta: SessionMeta,
+        via_header: bool = False,
+        presented: bool = False,
+        expired: bool = False,
+        pre_csrf_secret: str | None = None,
+    ) -> None:
+        self.config = config
+        self.session_id = session_id
+        self.key = key
+        self.meta = meta
+        self.via_header = via_header
+        #: The client presented a token (valid or not) in this request.
+        self.presented = presented
+        #: The client's previous session had timed out (shown as a gentle message).
+        self.expired = expired
+        self.pre_csrf_secret = pre_csrf_secret
+        self.pre_csrf_issued = False
+        self.base = data
+        self._values: dict[str, Any] = {}
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+        self._sizes: dict[str, int] = {}
+        self.rotate_requested = False
+        self.destroy_requested = False
+        self.user_changed = False
+        self.persistent_changed = False
+        self.create_requested = False
+        self.manager: _Modifier | None = None
+
+    # -- the mapping --------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        values = self._values
+        if key in values:
+            return values[key]
+        if key in self._deleted or key not in self.base:
+            raise KeyError(key)
+        value = values[key] = decode_value(self.base[key])
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        encoded = encode_value(key, value)
+        sizes = {**self._sizes, key: len(key) + len(encoded)}
+        self._check_size(key, sum(sizes.values()) + self._base_size(exclude=key))
+        self._sizes = sizes
+        self._values[key] = value
+        self._dirty.add(key)
+        self._deleted.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._values.pop(key, None)
+        self._sizes.pop(key, None)
+        self._dirty.add(key)
+        self._deleted.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        if key in self._deleted:
+            return False
+        return key in self._values or key in self.base
+
+    def __iter__(self) -> Iterator[str]:
+        seen = [k for k in self.base if k not in self._deleted]
+        seen.extend(k for k in self._values if k not in self.base)
+        return iter(seen)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"<Session handle={self.handle!r} keys={sorted(self)!r}>"
+
+    def clear(self) -> None:
+        """Delete every key (the session itself lives on; see :meth:`destroy`)."""
+        for key in list(self):
+            del self[key]
+
+    # -- lifecycle requests -------------------------------------------------
+    @property
+    def is_new(self) -> bool:
+        """True until the session has been stored (it is created lazily)."""
+        return self.key is None
+
+    @property
+    def handle(self) -> str | None:
+        """The public handle (safe to show and log), or None before it is stored."""
+        return public_handle(self.key) if self.key else None
+
+    def rotate(self) -> None:
+        """Give the session a new ID at the end of this request, keeping its data.
+
+        Call at sign-in and at any change of privilege: the old ID stops working
+        at once, which defeats session fixation. The CSRF token changes too; read
+        :attr:`csrf_token` after calling this to get the new one.
+        """
+        self.rotate_requested = True
+        self.create_requested = True
+        self.meta = self.meta.with_changes(csrf_secret=secrets.token_urlsafe(32))
+
+    def destroy(self) -> None:
+        """End the session: its data is deleted from the store, the cookie cleared."""
+        self.destroy_requested = True
+
+    def ensure_stored(self) -> None:
+        """Store the session at the end of this request even if it holds no data.
+
+        For endpoints that hand a client a session on purpose (an API's
+        "start a session" call).
+        """
+        self.create_requested = True
+
+    @property
+    def user(self) -> str | None:
+        """The user this session is bound to (None: anonymous).
+
+        Setting it binds the session to a user, so it appears in
+        :meth:`~serversession.SessionManager.list_sessions` and can be revoked.
+        Rotate the session when you set it at sign-in.
+        """
+        return self.meta.user
+
+    @user.setter
+    def user(self, value: str | None) -> None:
+        if value is not None and not isinstance(value, str):
+            raise TypeError("session.user must be a str or None")
+        if value != self.meta.user:
+            self.meta = self.meta.with_changes(user=value)
+            self.user_changed = True
+
+    @property
+    def persistent(self) -> bool:
+        """Whether the cookie survives a browser restart ("remember me", opt-in).
+
+        A persistent cookie's ``Max-Age`` never outlives the absolute timeout.
+        """
+        return self.meta.persistent or self.config.persistent_cookies
+
+    @persistent.setter
+    def persistent(self, value: bool) -> None:
+        if bool(value) != self.meta.persistent:
+            self.meta = self.meta.with_changes(persistent=bool(value))
+            self.persistent_changed = True
+
+    @property
+    def csrf_token(self) -> str:
+        """The CSRF token for forms and the ``X-CSRF-Token`` header.
+
+        Bound to this session and replaced when it rotates. Reading it on a
+        session that is not stored yet does not store it: a small pre-session
+        cookie carries the secret instead.
+        """
+        secret = self.meta.csrf_secret
+        if not secret:
+            if self.pre_csrf_secret is None:
+                self.pre_csrf_secret = secrets.token_urlsafe(32)
+                self.pre_csrf_issued = True
+            secret = self.pre_csrf_secret
+        return csrf.token_for(secret)
+
+    def csrf_valid(self, presented: str | None) -> bool:
+        """Check ``presented`` against this session's token in constant time."""
+        return csrf.token_matches(self.meta.csrf_secret or self.pre_csrf_secret, presented)
+
+    # -- timing --------------------------------------------------------------
+    @property
+    def created_at(self) -> float:
+        """Unix time the session was created (seconds)."""
+        return self.meta.created_at
+
+    @property
+    def last_seen_at(self) -> float:
+        """Unix time of the last renewal (precise to ``renew_fraction`` of the idle window)."""
+        return self.meta.last_seen_at
+
+    @property
+    def absolute_expires_at(self) -> float:
+        """Unix time the session ends however busy it is."""
+        return self.meta.created_at + self.config.absolute_timeout
+
+    @property
+    def idle_expires_at(self) -> float:
+        """Unix time the session ends if unused (never past the absolute deadline)."""
+        return min(self.meta.last_seen_at + self.config.idle_timeout, self.absolute_expires_at)
+
+    # -- atomic read-modify-write ----------------------------------------------
+    def modify(self, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
+        """Atomically replace ``session[key]`` by ``fn(current value)`` in the store now.
+
+        ``fn`` gets a private copy of the stored value (``default`` when absent)
+        and returns the new value; under contention it is called again with the
+        fresher value, so it must not have side effects. N concurrent requests
+        each adding 1 give exactly N. Raises
+        :class:`~serversession.exceptions.SessionEndedError` if the session was
+        ended meanwhile and :class:`~serversession.exceptions.ConcurrentUpdateError`
+        after ``modify_attempts`` lost races.
+        """
+        if self.manager is None:
+            raise RuntimeError("this session is not attached to a manager")
+        result: T = self.manager.modify(self, key, fn, default)
+        return result
+
+    async def amodify(self, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
+        """Async twin of :meth:`modify`."""
+        if self.manager is None:
+            raise RuntimeError("this session is not attached to a manager")
+        result: T = await self.manager.amodify(self, key, fn, default)
+        return result
+
+    # -- for the lifecycle -------------------------------------------------------
+    def accept(self, key: str, encoded: str, value: Any) -> None:
+        """Record that the store now holds ``encoded`` for ``key`` (after a modify)."""
+        self.base = {**self.base, key: encoded}
+        self._values[key] = copy.deepcopy(value)
+        self._dirty.discard(key)
+        self._deleted.discard(key)
+        self._sizes.pop(key, None)
+
+    def delta(self) -> tuple[dict[str, str], frozenset[str]]:
+        """Return (keys to set with their encoded text, keys to delete).
+
+        Includes in-place changes to mutable values read during the request.
+        Raises :class:`SessionTooLargeError` if the result is too large.
+        """
+        to_set: dict[str, str] = {}
+        base = self.base
+        for key, value in self._values.items():
+            if key in self._dirty or isinstance(value, _MUTABLE):
+                encoded = encode_value(key, value)
+                if encoded != base.get(key):
+                    to_set[key] = encoded
+        unset = frozenset(k for k in self._deleted if k in base)
+        if to_set:
+            self._check_total(to_set, unset)
+        return to_set, unset
+
+    def encoded_data(self) -> dict[str, str]:
+        """Every key's encoded text, for creating the session in a store."""
+        to_set, unset = self.delta()
+        data = {k: v for k, v in self.base.items() if k not in unset}
+        data.update(to_set)
+        return data
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether the request set or deleted any key (in-place edits are found at save)."""
+        return bool(self._dirty) or any(isinstance(v, _MUTABLE) for v in self._values.values())
+
+    def _base_size(self, exclude: str) -> int:
+        dirty = self._dirty
+        return sum(len(k) + len(v) for k, v in self.base.items() if k != exclude and k not in dirty)
+
+    def _check_size(self, key: str, size: int) -> None:
+        if size > self.config.max_size:
+            raise SessionTooLargeError(
+                f"session[{key!r}] is {size} bytes encoded; the limit is {self.config.max_size}",
+                key=key, size=size, limit=self.config.max_size,
+            )
+
+    def _check_total(self, to_set: dict[str, str], unset: frozenset[str]) -> None:
+        total = sum(len(k) + len(v) for k, v in self.base.items() if k not in to_set and k not in unset)
+        total += sum(len(k) + len(v) for k, v in to_set.items())
+        if total > self.config.max_size:
+            key = next(iter(to_set))
+            raise SessionTooLargeError(
+                f"session is {total} bytes encoded; the limit is {self.config.max_size}",
+                key=key, size=total, limit=self.config.max_size,
+            )

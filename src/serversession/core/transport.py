@@ -1,0 +1,124 @@
+"""How a session ID travels: reading it from a request, writing it to a response.
+
+Pure functions over header values, shared by the ASGI, WSGI, Flask and Django
+integrations. IDs are read from the cookie or from ``Authorization: Session <id>``
+only; a URL query string is never consulted (it leaks through logs and Referer).
+Oversized or garbled headers are ignored rather than rejected with an error: the
+request simply has no session.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from .config import SessionConfig
+from .ids import is_well_formed
+
+#: Cookie headers longer than this are not parsed (a 10 KB cookie is an attack, not a session).
+MAX_COOKIE_HEADER = 8192
+AUTH_SCHEME = "session"
+#: Response header that hands an API client its (new) session ID.
+RESPONSE_HEADER = "Session-Id"
+
+
+def parse_cookie_header(header: str, wanted: tuple[str, ...]) -> dict[str, str]:
+    """Return the values of the ``wanted`` cookie names found in a Cookie header.
+
+    Only the first occurrence of a name counts; malformed pairs are skipped.
+    """
+    found: dict[str, str] = {}
+    if not header or len(header) > MAX_COOKIE_HEADER:
+        return found
+    for part in header.split(";"):
+        name, eq, value = part.strip().partition("=")
+        if eq and name in wanted and name not in found:
+            found[name] = value.strip().strip('"')
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingToken:
+    """The session token a request carried and how it came."""
+
+    value: str | None
+    via_header: bool
+    csrf_secret: str | None = None
+
+
+def read_token(
+    config: SessionConfig, cookie_header: str | None, authorization: str | None
+) -> IncomingToken:
+    """Find the session token in a request's headers (cookie or Authorization)."""
+    if authorization and config.header_transport:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == AUTH_SCHEME:
+            return IncomingToken(value.strip() or None, via_header=True)
+    name = config.cookie_name or ""
+    csrf_name = config.csrf_cookie_name
+    cookies = parse_cookie_header(cookie_header or "", (name, csrf_name))
+    return IncomingToken(cookies.get(name), via_header=False, csrf_secret=cookies.get(csrf_name))
+
+
+def session_id_from_token(config: SessionConfig, token: str | None) -> str | None:
+    """Return the session ID inside a token, or None when it is not one we issued.
+
+    Checks the signature when signing is on, then the shape: no store round trip
+    for garbage.
+    """
+    if not token or len(token) > 128:
+        return None
+    if config.signer is not None:
+        unsigned = config.signer.unsign(token)
+        if unsigned is None:
+            return None
+        token = unsigned
+    return token if is_well_formed(token) else None
+
+
+def token_for_client(config: SessionConfig, session_id: str) -> str:
+    """Return what the client stores: the ID, signed when signing is on."""
+    return config.signer.sign(session_id) if config.signer is not None else session_id
+
+
+def set_cookie(config: SessionConfig, name: str, value: str, max_age: int | None) -> str:
+    """Build a ``Set-Cookie`` value with the configured attributes.
+
+    ``max_age`` None makes a browser-session cookie; 0 deletes the cookie.
+    """
+    parts = [f"{name}={value}", f"Path={config.cookie_path}"]
+    if config.cookie_domain:
+        parts.append(f"Domain={config.cookie_domain}")
+    if max_age is not None:
+        parts.append(f"Max-Age={max(0, max_age)}")
+        if max_age <= 0:
+            parts.append("Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+    parts.append("HttpOnly")
+    if config.cookie_secure:
+        parts.append("Secure")
+    parts.append(f"SameSite={config.cookie_samesite.capitalize()}")
+    return "; ".join(parts)
+
+
+def client_ip(config: SessionConfig, peer: str | None, forwarded_for: str | None) -> str:
+    """Return the client IP, believing ``X-Forwarded-For`` only from trusted proxies.
+
+    Walks the forwarded chain from the right and stops at the first address that
+    is not a trusted proxy: that is the client as seen by our own infrastructure.
+    """
+    ip = peer or ""
+    if not forwarded_for or not config.proxy_networks or not _trusted(config, ip):
+        return ip
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        ip = hop
+        if not _trusted(config, hop):
+            break
+    return ip[:64]
+
+
+def _trusted(config: SessionConfig, ip: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in config.proxy_networks)

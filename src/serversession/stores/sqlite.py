@@ -1,0 +1,226 @@
+"""``sqlite:///path``: the embedded default store, durable and multi-process safe.
+
+One row per session in a WAL-mode database: readers never block the writer, and
+several app processes may share one file (SQLite's own locking serializes the
+short write transactions; ``busy_timeout`` waits instead of failing). Every
+change runs in ``BEGIN IMMEDIATE`` so a delta merge or a compare-and-set reads
+and writes under one lock. ``synchronous=NORMAL`` in WAL mode keeps every
+acknowledged commit through an application crash (SIGKILL); only a power loss can
+drop the last transactions.
+
+Expired rows are purged by ``serversession gc`` and, opportunistically, 50 at a
+time on every 64th create, through the index on ``expires_at``. The async face
+runs the driver in a worker thread (see :mod:`._threaded`); each thread keeps its
+own connection.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..core.codec import decode_meta
+from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome, StoredSession, apply_commit
+from ..exceptions import StoreError, StoreUnavailableError
+from ._threaded import ThreadedAsyncFace
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS serversession (
+    key        TEXT PRIMARY KEY,
+    data       TEXT NOT NULL,
+    meta       TEXT NOT NULL,
+    user       TEXT,
+    expires_at REAL NOT NULL,
+    moved_to   TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS serversession_expires ON serversession (expires_at);
+CREATE INDEX IF NOT EXISTS serversession_user ON serversession (user) WHERE user IS NOT NULL;
+"""
+_SELECT = "SELECT data, meta, moved_to FROM serversession WHERE key = ? AND expires_at > ?"
+_PURGE = (
+    "DELETE FROM serversession WHERE key IN "
+    "(SELECT key FROM serversession WHERE expires_at <= ? LIMIT ?)"
+)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.JSONDecoder().decode
+
+
+class SQLiteStore(ThreadedAsyncFace):
+    """Session store in one SQLite file (``path``), created on first use.
+
+    ``busy_timeout`` (5.0 s) bounds the wait for another process's write lock;
+    past it operations raise :class:`StoreUnavailableError`.
+    """
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+        self.path = str(path)
+        self._busy_ms = int(busy_timeout * 1000)
+        self._clock = clock
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._creates = 0
+        self._conn()  # create the schema now: configuration errors surface at start-up
+
+    # -- connections -------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000)
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"cannot open SQLite store {self.path!r}: {exc}", store="sqlite", operation="connect") from exc
+        self._local.conn = conn
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _run(self, operation: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        conn = self._conn()
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreUnavailableError(f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation) from exc
+        except (sqlite3.Error, ValueError, KeyError) as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation) from exc
+
+    def _write(self, operation: str, fn: Callable[[sqlite3.Connection, float], Any]) -> Any:
+        def txn(conn: sqlite3.Connection) -> Any:
+            conn.execute("BEGIN IMMEDIATE")
+            result = fn(conn, self._clock())
+            conn.execute("COMMIT")
+            return result
+        return self._run(operation, txn)
+
+    @staticmethod
+    def _row(key: str, row: tuple[str, str, str | None]) -> StoredSession:
+        return StoredSession(key, _loads(row[0]), decode_meta(_loads(row[1])))
+
+    # -- Store -------------------------------------------------------------------
+    def load(self, key: str) -> StoredSession | None:
+        """See :meth:`Store.load`."""
+        def q(conn: sqlite3.Connection) -> StoredSession | None:
+            row = conn.execute(_SELECT, (key, self._clock())).fetchone()
+            return None if row is None or row[2] is not None else self._row(key, row)
+        result: StoredSession | None = self._run("load", q)
+        return result
+
+    def create(self, key: str, commit: Commit) -> bool:
+        """See :meth:`Store.create`."""
+        def txn(conn: sqlite3.Connection, now: float) -> bool:
+            conn.execute("DELETE FROM serversession WHERE key = ? AND expires_at <= ?", (key, now))
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO serversession (key, data, meta, user, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (key, _dumps(dict(commit.set_data)), _dumps(dict(commit.meta)), commit.index_user, commit.expires_at or now),
+            )
+            self._creates += 1
+            if self._creates % 64 == 0:
+                conn.execute(_PURGE, (now, 50))
+            return cur.rowcount == 1
+        return bool(self._write("create", txn))
+
+    def commit(self, key: str, commit: Commit) -> CommitResult:
+        """See :meth:`Store.commit`."""
+        def txn(conn: sqlite3.Connection, now: float) -> CommitResult:
+            row = conn.execute(_SELECT, (key, now)).fetchone()
+            if row is None:
+                return MISSING
+            if row[2] is not None:
+                return CommitResult(Outcome.MOVED, moved_to=row[2])
+            data, meta = _loads(row[0]), _loads(row[1])
+            conflict = apply_commit(data, meta, commit)
+            if conflict is not None:
+                return conflict
+            conn.execute(
+                "UPDATE serversession SET data = ?, meta = ?, user = ?, expires_at = COALESCE(?, expires_at) WHERE key = ?",
+                (_dumps(data), _dumps(meta), meta.get("u") or None, commit.expires_at, key),
+            )
+            return COMMITTED
+        result: CommitResult = self._write("commit", txn)
+        return result
+
+    def rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
+        """See :meth:`Store.rotate`."""
+        def txn(conn: sqlite3.Connection, now: float) -> CommitResult:
+            row = conn.execute(_SELECT, (old_key, now)).fetchone()
+            if row is None:
+                return MISSING
+            if row[2] is not None:
+                return CommitResult(Outcome.MOVED, moved_to=row[2])
+            data, meta = _loads(row[0]), _loads(row[1])
+            apply_commit(data, meta, Commit(commit.set_data, commit.unset_data, commit.meta))
+            conn.execute(
+                "INSERT INTO serversession (key, data, meta, user, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (new_key, _dumps(data), _dumps(meta), meta.get("u") or None, commit.expires_at or now),
+            )
+            conn.execute(
+                "UPDATE serversession SET data = '{}', meta = '{}', user = NULL, moved_to = ?, expires_at = ? WHERE key = ?",
+                (new_key, now + grace, old_key),
+            )
+            return COMMITTED
+        result: CommitResult = self._write("rotate", txn)
+        return result
+
+    def delete(self, key: str) -> bool:
+        """See :meth:`Store.delete`."""
+        def q(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM serversession WHERE key = ? AND moved_to IS NULL AND expires_at > ?", (key, self._clock())
+            )
+            return cur.rowcount > 0
+        return bool(self._run("delete", q))
+
+    def list_user(self, user: str) -> list[StoredSession]:
+        """See :meth:`Store.list_user`."""
+        def q(conn: sqlite3.Connection) -> list[StoredSession]:
+            rows = conn.execute(
+                "SELECT key, data, meta, moved_to FROM serversession WHERE user = ? AND expires_at > ?",
+                (user, self._clock()),
+            ).fetchall()
+            return [self._row(r[0], r[1:]) for r in rows if r[3] is None]
+        result: list[StoredSession] = self._run("list_user", q)
+        return result
+
+    def scan(self) -> Iterator[StoredSession]:
+        """See :meth:`Store.scan`."""
+        def q(conn: sqlite3.Connection) -> list[tuple[str, str, str, None]]:
+            return conn.execute(
+                "SELECT key, data, meta, moved_to FROM serversession WHERE moved_to IS NULL AND expires_at > ?",
+                (self._clock(),),
+            ).fetchall()
+        for r in self._run("scan", q):
+            yield self._row(r[0], r[1:])
+
+    def purge_expired(self, limit: int = 1000) -> int:
+        """See :meth:`Store.purge_expired`."""
+        return int(self._write("purge", lambda conn, now: conn.execute(_PURGE, (now, limit)).rowcount))
+
+    def ping(self) -> None:
+        """See :meth:`Store.ping`."""
+        self._run("ping", lambda conn: conn.execute("SELECT 1").fetchone())
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()

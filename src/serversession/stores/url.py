@@ -1,0 +1,62 @@
+"""Open a store from a URL: ``memory://``, ``sqlite:///path``, ``redis://``,
+``redis+cluster://``, ``postgresql://``.
+
+Schemes map to small factories that import their driver only when used, so the
+core installs with no dependencies and each backend comes with its own extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..exceptions import ConfigurationError
+
+# scheme -> (module, class name, pip extra)
+_SCHEMES: dict[str, tuple[str, str, str]] = {
+    "memory": ("serversession.stores.memory", "MemoryStore", ""),
+    "sqlite": ("serversession.stores.sqlite", "SQLiteStore", ""),
+    "redis": ("serversession.stores.redis", "RedisStore", "redis"),
+    "rediss": ("serversession.stores.redis", "RedisStore", "redis"),
+    "valkey": ("serversession.stores.redis", "RedisStore", "redis"),
+    "redis+cluster": ("serversession.stores.redis", "RedisStore", "redis"),
+    "valkey+cluster": ("serversession.stores.redis", "RedisStore", "redis"),
+    "postgresql": ("serversession.stores.postgres", "PostgresStore", "postgres"),
+    "postgres": ("serversession.stores.postgres", "PostgresStore", "postgres"),
+}
+
+DEFAULT_STORE_URL = "sqlite:///serversession.sqlite3"
+
+
+def sqlite_path(url: str) -> str:
+    """Return the file path of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL."""
+    path = url.split("://", 1)[1]
+    if not path.startswith("/") or path == "/":
+        raise ConfigurationError(f"SQLite store URL needs a path: sqlite:///FILE, got {url!r}")
+    return path[1:]
+
+
+def open_store(url: str, **options: Any) -> Any:
+    """Return the store a URL names; ``options`` go to its constructor.
+
+    Raises :class:`ConfigurationError` for an unknown scheme, a malformed URL or
+    a missing optional dependency (with the ``pip install`` line that fixes it).
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in _SCHEMES:
+        known = ", ".join(sorted(f"{s}://" for s in _SCHEMES))
+        raise ConfigurationError(f"unknown store URL {url!r}; expected one of {known}")
+    module_name, class_name, extra = _SCHEMES[scheme]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the {scheme}:// store needs an optional dependency: pip install 'serversession[{extra}]'"
+        ) from exc
+    cls = getattr(module, class_name)
+    if scheme == "memory":
+        return cls(**options)
+    if scheme == "sqlite":
+        return cls(sqlite_path(url), **options)
+    return cls(url, **options)
