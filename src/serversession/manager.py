@@ -45,7 +45,9 @@ async def run_async(plan: Plan[T], store: AsyncStore) -> T:
 
 
 class _ManagerBase:
-    def __init__(self, store: Any, config: SessionConfig | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Any, config: SessionConfig | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.config = config or SessionConfig()
         self.clock = clock
@@ -67,7 +69,7 @@ class SessionManager(_ManagerBase):
     def load(self, token: IncomingToken, *, user_agent: str = "", ip: str = "") -> Session:
         """Return the request's session (a fresh unstored one if it has none)."""
         session = run_sync(lifecycle.load(self.config, token, self.clock(), user_agent, ip), self.store)
-        session.manager = self  # type: ignore[assignment]
+        session.manager = self
         return session
 
     def save(self, session: Session, *, ip: str | None = None) -> SaveResult:
@@ -103,7 +105,7 @@ class AsyncSessionManager(_ManagerBase):
     async def aload(self, token: IncomingToken, *, user_agent: str = "", ip: str = "") -> Session:
         """See :meth:`SessionManager.load`."""
         session = await run_async(lifecycle.load(self.config, token, self.clock(), user_agent, ip), self.store)
-        session.manager = self  # type: ignore[assignment]
+        session.manager = self
         return session
 
     async def asave(self, session: Session, *, ip: str | None = None) -> SaveResult:

@@ -30,9 +30,7 @@ def encode_value(key: str, value: Any) -> str:
     try:
         return _encoder.encode(value)
     except (TypeError, ValueError) as exc:
-        raise NotSerializableError(
-            f"session[{key!r}] is not JSON-serializable: {exc}", key=key
-        ) from exc
+        raise NotSerializableError(f"session[{key!r}] is not JSON-serializable: {exc}", key=key) from exc
 
 
 def decode_value(text: str) -> Any:

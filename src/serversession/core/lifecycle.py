@@ -97,14 +97,26 @@ def is_expired(config: SessionConfig, meta: SessionMeta, now: float) -> bool:
 
 
 def new_session(
-    config: SessionConfig, token: IncomingToken, now: float, user_agent: str, ip: str,
-    *, expired: bool = False,
+    config: SessionConfig,
+    token: IncomingToken,
+    now: float,
+    user_agent: str,
+    ip: str,
+    *,
+    expired: bool = False,
 ) -> Session:
     """Return a fresh, unstored session (it gets an ID only when first stored)."""
     meta = SessionMeta(created_at=now, last_seen_at=now, user_agent=user_agent[: config.max_user_agent], ip=ip)
     return Session(
-        config, session_id=None, key=None, data={}, meta=meta, via_header=token.via_header,
-        presented=token.value is not None, expired=expired, pre_csrf_secret=token.csrf_secret,
+        config,
+        session_id=None,
+        key=None,
+        data={},
+        meta=meta,
+        via_header=token.via_header,
+        presented=token.value is not None,
+        expired=expired,
+        pre_csrf_secret=token.csrf_secret,
     )
 
 
@@ -116,13 +128,21 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
     key = storage_key(session_id)
     stored: StoredSession | None = yield ("load", (key,))
     if stored is None:
-        return new_session(config, token, now, user_agent, ip)
+        # Stores with native expiry drop a timed-out session themselves, so an
+        # unknown ID of ours reads as "your session ended" (timed out or revoked).
+        return new_session(config, token, now, user_agent, ip, expired=True)
     if is_expired(config, stored.meta, now):
         yield ("delete", (key,))
         return new_session(config, token, now, user_agent, ip, expired=True)
     return Session(
-        config, session_id=session_id, key=key, data=dict(stored.data), meta=stored.meta,
-        via_header=token.via_header, presented=True, pre_csrf_secret=token.csrf_secret,
+        config,
+        session_id=session_id,
+        key=key,
+        data=dict(stored.data),
+        meta=stored.meta,
+        via_header=token.via_header,
+        presented=True,
+        pre_csrf_secret=token.csrf_secret,
     )
 
 
@@ -177,7 +197,9 @@ def modify(session: Session, key: str, fn: Callable[[Any], T], default: Any, now
     raise ConcurrentUpdateError(f"session[{key!r}] changed {config.modify_attempts} times under us")
 
 
-def list_sessions(config: SessionConfig, user: str, now: float, current: Session | None = None) -> Plan[list[SessionInfo]]:
+def list_sessions(
+    config: SessionConfig, user: str, now: float, current: Session | None = None
+) -> Plan[list[SessionInfo]]:
     """Plan: the live sessions of ``user``, oldest first, without secrets."""
     stored: list[StoredSession] = yield ("list_user", (user,))
     current_key = current.key if current is not None else None
@@ -186,11 +208,19 @@ def list_sessions(config: SessionConfig, user: str, now: float, current: Session
         if s.meta.user != user or is_expired(config, s.meta, now):
             continue
         idle, absolute = deadlines(config, s.meta)
-        infos.append(SessionInfo(
-            handle=public_handle(s.key), user=s.meta.user, created_at=s.meta.created_at,
-            last_seen_at=s.meta.last_seen_at, idle_expires_at=idle, absolute_expires_at=absolute,
-            user_agent=s.meta.user_agent, ip=s.meta.ip, current=s.key == current_key,
-        ))
+        infos.append(
+            SessionInfo(
+                handle=public_handle(s.key),
+                user=s.meta.user,
+                created_at=s.meta.created_at,
+                last_seen_at=s.meta.last_seen_at,
+                idle_expires_at=idle,
+                absolute_expires_at=absolute,
+                user_agent=s.meta.user_agent,
+                ip=s.meta.ip,
+                current=s.key == current_key,
+            )
+        )
     infos.sort(key=lambda i: i.created_at)
     return infos
 
@@ -217,6 +247,7 @@ def revoke_user(config: SessionConfig, user: str, keep: Session | None = None) -
 
 # -- helpers -----------------------------------------------------------------
 
+
 def _expires_at(config: SessionConfig, meta: SessionMeta, now: float) -> float:
     return min(now + config.idle_timeout, meta.created_at + config.absolute_timeout)
 
@@ -239,7 +270,14 @@ def _commit_for(session: Session, now: float, ip: str | None) -> Commit | None:
     if session.persistent_changed:
         meta.update(encode_meta_fields(persistent=session.meta.persistent))
     index_user = session.meta.user if session.user_changed else None
-    return Commit(set_data=to_set, unset_data=unset, meta=meta, expires_at=expires_at, index_user=index_user)
+    return Commit(
+        set_data=to_set,
+        unset_data=unset,
+        meta=meta,
+        expires_at=expires_at,
+        index_user=index_user,
+        absolute_at=deadlines(config, session.meta)[1],
+    )
 
 
 def _commit_following_moves(key: str, commit: Commit) -> Plan[CommitResult]:
@@ -254,12 +292,16 @@ def _commit_following_moves(key: str, commit: Commit) -> Plan[CommitResult]:
 def _create(session: Session, now: float) -> Plan[SaveResult]:
     config = session.config
     meta = session.meta.with_changes(
-        created_at=now, last_seen_at=now,
+        created_at=now,
+        last_seen_at=now,
         csrf_secret=session.meta.csrf_secret or session.pre_csrf_secret or secrets.token_urlsafe(32),
     )
     commit = Commit(
-        set_data=session.encoded_data(), meta=encode_meta(meta),
-        expires_at=_expires_at(config, meta, now), index_user=meta.user,
+        set_data=session.encoded_data(),
+        meta=encode_meta(meta),
+        expires_at=_expires_at(config, meta, now),
+        index_user=meta.user,
+        absolute_at=deadlines(config, meta)[1],
     )
     for _ in range(_CREATE_ATTEMPTS):
         session_id = new_session_id()
@@ -276,12 +318,19 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
     to_set, unset = session.delta()
     meta = session.meta.with_changes(last_seen_at=now, ip=ip or session.meta.ip)
     fields = encode_meta_fields(
-        last_seen_at=now, ip=meta.ip, user=meta.user, persistent=meta.persistent,
+        last_seen_at=now,
+        ip=meta.ip,
+        user=meta.user,
+        persistent=meta.persistent,
         csrf_secret=meta.csrf_secret,
     )
     commit = Commit(
-        set_data=to_set, unset_data=unset, meta=fields,
-        expires_at=_expires_at(config, meta, now), index_user=meta.user,
+        set_data=to_set,
+        unset_data=unset,
+        meta=fields,
+        expires_at=_expires_at(config, meta, now),
+        index_user=meta.user,
+        absolute_at=deadlines(config, meta)[1],
     )
     session_id = new_session_id()
     key = storage_key(session_id)
@@ -289,10 +338,16 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
     if result.outcome is Outcome.MOVED and result.moved_to:
         # A concurrent request rotated first: its response carries the new ID;
         # ours only forwards its changes there.
-        yield from _commit_following_moves(result.moved_to, Commit(
-            set_data=to_set, unset_data=unset, meta=encode_meta_fields(user=meta.user),
-            index_user=meta.user,
-        ))
+        yield from _commit_following_moves(
+            result.moved_to,
+            Commit(
+                set_data=to_set,
+                unset_data=unset,
+                meta=encode_meta_fields(user=meta.user),
+                index_user=meta.user,
+                absolute_at=deadlines(config, meta)[1],
+            ),
+        )
         return NOTHING
     if result.outcome is not Outcome.OK:
         return _ended(session)

@@ -33,6 +33,8 @@ class Commit:
     * ``meta``: metadata fields to overwrite (only those that changed);
     * ``expires_at``: the new store expiry (Unix seconds), or None to keep it;
     * ``index_user``: add the session to this user's index (on sign-in);
+    * ``absolute_at``: the session's absolute deadline, sent along with
+      ``index_user`` so a store can let index entries expire on their own;
     * ``expect``: compare-and-set guard, data key -> encoded value the request
       read (None: the key must be absent). The store applies the commit only if
       every key still holds exactly that text, else answers CONFLICT.
@@ -43,6 +45,7 @@ class Commit:
     meta: Mapping[str, str] = field(default_factory=dict)
     expires_at: float | None = None
     index_user: str | None = None
+    absolute_at: float | None = None
     expect: Mapping[str, str | None] | None = None
 
 
@@ -71,9 +74,7 @@ COMMITTED = CommitResult(Outcome.OK)
 MISSING = CommitResult(Outcome.MISSING)
 
 
-def apply_commit(
-    data: dict[str, str], meta: dict[str, str], commit: Commit
-) -> CommitResult | None:
+def apply_commit(data: dict[str, str], meta: dict[str, str], commit: Commit) -> CommitResult | None:
     """Apply ``commit`` to in-memory copies of a record, for stores that can.
 
     Returns a CONFLICT result (and changes nothing) when an ``expect`` guard

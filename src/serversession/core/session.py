@@ -36,9 +36,7 @@ class _Modifier(Protocol):
 
     def modify(self, session: Session, key: str, fn: Callable[[Any], Any], default: Any) -> Any: ...
 
-    def amodify(
-        self, session: Session, key: str, fn: Callable[[Any], Any], default: Any
-    ) -> Awaitable[Any]: ...
+    def amodify(self, session: Session, key: str, fn: Callable[[Any], Any], default: Any) -> Awaitable[Any]: ...
 
 
 class Session(MutableMapping[str, Any]):
@@ -70,7 +68,8 @@ class Session(MutableMapping[str, Any]):
         self.via_header = via_header
         #: The client presented a token (valid or not) in this request.
         self.presented = presented
-        #: The client's previous session had timed out (shown as a gentle message).
+        #: The client presented a session that no longer exists: it timed out or
+        #: was ended elsewhere (for a gentle "please sign in again" message).
         self.expired = expired
         self.pre_csrf_secret = pre_csrf_secret
         self.pre_csrf_issued = False
@@ -312,7 +311,9 @@ class Session(MutableMapping[str, Any]):
         if size > self.config.max_size:
             raise SessionTooLargeError(
                 f"session[{key!r}] is {size} bytes encoded; the limit is {self.config.max_size}",
-                key=key, size=size, limit=self.config.max_size,
+                key=key,
+                size=size,
+                limit=self.config.max_size,
             )
 
     def _check_total(self, to_set: dict[str, str], unset: frozenset[str]) -> None:
@@ -322,5 +323,7 @@ class Session(MutableMapping[str, Any]):
             key = next(iter(to_set))
             raise SessionTooLargeError(
                 f"session is {total} bytes encoded; the limit is {self.config.max_size}",
-                key=key, size=total, limit=self.config.max_size,
+                key=key,
+                size=total,
+                limit=self.config.max_size,
             )

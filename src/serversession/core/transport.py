@@ -46,9 +46,7 @@ class IncomingToken:
     csrf_secret: str | None = None
 
 
-def read_token(
-    config: SessionConfig, cookie_header: str | None, authorization: str | None
-) -> IncomingToken:
+def read_token(config: SessionConfig, cookie_header: str | None, authorization: str | None) -> IncomingToken:
     """Find the session token in a request's headers (cookie or Authorization)."""
     if authorization and config.header_transport:
         scheme, _, value = authorization.strip().partition(" ")

@@ -15,17 +15,35 @@ from ..core.records import Commit, CommitResult, StoredSession
 class ThreadedAsyncFace:
     """Mixin: ``a``-prefixed coroutines that run the sync methods in a thread."""
 
-    def load(self, key: str) -> StoredSession | None: raise NotImplementedError
-    def create(self, key: str, commit: Commit) -> bool: raise NotImplementedError
-    def commit(self, key: str, commit: Commit) -> CommitResult: raise NotImplementedError
+    def load(self, key: str) -> StoredSession | None:
+        raise NotImplementedError
+
+    def create(self, key: str, commit: Commit) -> bool:
+        raise NotImplementedError
+
+    def commit(self, key: str, commit: Commit) -> CommitResult:
+        raise NotImplementedError
+
     def rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
         raise NotImplementedError
-    def delete(self, key: str) -> bool: raise NotImplementedError
-    def list_user(self, user: str) -> list[StoredSession]: raise NotImplementedError
-    def scan(self) -> Iterator[StoredSession]: raise NotImplementedError
-    def purge_expired(self, limit: int = 1000) -> int: raise NotImplementedError
-    def ping(self) -> None: raise NotImplementedError
-    def close(self) -> None: raise NotImplementedError
+
+    def delete(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def list_user(self, user: str) -> list[StoredSession]:
+        raise NotImplementedError
+
+    def scan(self) -> Iterator[StoredSession]:
+        raise NotImplementedError
+
+    def purge_expired(self, limit: int = 1000) -> int:
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     async def aload(self, key: str) -> StoredSession | None:
         """Async :meth:`load`, in a worker thread."""

@@ -42,10 +42,7 @@ CREATE INDEX IF NOT EXISTS serversession_expires ON serversession (expires_at);
 CREATE INDEX IF NOT EXISTS serversession_user ON serversession (user) WHERE user IS NOT NULL;
 """
 _SELECT = "SELECT data, meta, moved_to FROM serversession WHERE key = ? AND expires_at > ?"
-_PURGE = (
-    "DELETE FROM serversession WHERE key IN "
-    "(SELECT key FROM serversession WHERE expires_at <= ? LIMIT ?)"
-)
+_PURGE = "DELETE FROM serversession WHERE key IN (SELECT key FROM serversession WHERE expires_at <= ? LIMIT ?)"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.JSONDecoder().decode
 
@@ -77,13 +74,17 @@ class SQLiteStore(ThreadedAsyncFace):
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000
+            )
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(SCHEMA)
         except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"cannot open SQLite store {self.path!r}: {exc}", store="sqlite", operation="connect") from exc
+            raise StoreUnavailableError(
+                f"cannot open SQLite store {self.path!r}: {exc}", store="sqlite", operation="connect"
+            ) from exc
         self._local.conn = conn
         with self._all_lock:
             self._all.append(conn)
@@ -96,7 +97,9 @@ class SQLiteStore(ThreadedAsyncFace):
         except sqlite3.OperationalError as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise StoreUnavailableError(f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation) from exc
+            raise StoreUnavailableError(
+                f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation
+            ) from exc
         except (sqlite3.Error, ValueError, KeyError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -108,6 +111,7 @@ class SQLiteStore(ThreadedAsyncFace):
             result = fn(conn, self._clock())
             conn.execute("COMMIT")
             return result
+
         return self._run(operation, txn)
 
     @staticmethod
@@ -117,28 +121,39 @@ class SQLiteStore(ThreadedAsyncFace):
     # -- Store -------------------------------------------------------------------
     def load(self, key: str) -> StoredSession | None:
         """See :meth:`Store.load`."""
+
         def q(conn: sqlite3.Connection) -> StoredSession | None:
             row = conn.execute(_SELECT, (key, self._clock())).fetchone()
             return None if row is None or row[2] is not None else self._row(key, row)
+
         result: StoredSession | None = self._run("load", q)
         return result
 
     def create(self, key: str, commit: Commit) -> bool:
         """See :meth:`Store.create`."""
+
         def txn(conn: sqlite3.Connection, now: float) -> bool:
             conn.execute("DELETE FROM serversession WHERE key = ? AND expires_at <= ?", (key, now))
             cur = conn.execute(
                 "INSERT OR IGNORE INTO serversession (key, data, meta, user, expires_at) VALUES (?, ?, ?, ?, ?)",
-                (key, _dumps(dict(commit.set_data)), _dumps(dict(commit.meta)), commit.index_user, commit.expires_at or now),
+                (
+                    key,
+                    _dumps(dict(commit.set_data)),
+                    _dumps(dict(commit.meta)),
+                    commit.index_user,
+                    commit.expires_at or now,
+                ),
             )
             self._creates += 1
             if self._creates % 64 == 0:
                 conn.execute(_PURGE, (now, 50))
             return cur.rowcount == 1
+
         return bool(self._write("create", txn))
 
     def commit(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`Store.commit`."""
+
         def txn(conn: sqlite3.Connection, now: float) -> CommitResult:
             row = conn.execute(_SELECT, (key, now)).fetchone()
             if row is None:
@@ -150,15 +165,18 @@ class SQLiteStore(ThreadedAsyncFace):
             if conflict is not None:
                 return conflict
             conn.execute(
-                "UPDATE serversession SET data = ?, meta = ?, user = ?, expires_at = COALESCE(?, expires_at) WHERE key = ?",
+                "UPDATE serversession SET data = ?, meta = ?, user = ?, expires_at = COALESCE(?, expires_at)"
+                " WHERE key = ?",
                 (_dumps(data), _dumps(meta), meta.get("u") or None, commit.expires_at, key),
             )
             return COMMITTED
+
         result: CommitResult = self._write("commit", txn)
         return result
 
     def rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
         """See :meth:`Store.rotate`."""
+
         def txn(conn: sqlite3.Connection, now: float) -> CommitResult:
             row = conn.execute(_SELECT, (old_key, now)).fetchone()
             if row is None:
@@ -172,40 +190,48 @@ class SQLiteStore(ThreadedAsyncFace):
                 (new_key, _dumps(data), _dumps(meta), meta.get("u") or None, commit.expires_at or now),
             )
             conn.execute(
-                "UPDATE serversession SET data = '{}', meta = '{}', user = NULL, moved_to = ?, expires_at = ? WHERE key = ?",
+                "UPDATE serversession SET data = '{}', meta = '{}', user = NULL, moved_to = ?, expires_at = ?"
+                " WHERE key = ?",
                 (new_key, now + grace, old_key),
             )
             return COMMITTED
+
         result: CommitResult = self._write("rotate", txn)
         return result
 
     def delete(self, key: str) -> bool:
         """See :meth:`Store.delete`."""
+
         def q(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 "DELETE FROM serversession WHERE key = ? AND moved_to IS NULL AND expires_at > ?", (key, self._clock())
             )
             return cur.rowcount > 0
+
         return bool(self._run("delete", q))
 
     def list_user(self, user: str) -> list[StoredSession]:
         """See :meth:`Store.list_user`."""
+
         def q(conn: sqlite3.Connection) -> list[StoredSession]:
             rows = conn.execute(
                 "SELECT key, data, meta, moved_to FROM serversession WHERE user = ? AND expires_at > ?",
                 (user, self._clock()),
             ).fetchall()
             return [self._row(r[0], r[1:]) for r in rows if r[3] is None]
+
         result: list[StoredSession] = self._run("list_user", q)
         return result
 
     def scan(self) -> Iterator[StoredSession]:
         """See :meth:`Store.scan`."""
+
         def q(conn: sqlite3.Connection) -> list[tuple[str, str, str, None]]:
             return conn.execute(
                 "SELECT key, data, meta, moved_to FROM serversession WHERE moved_to IS NULL AND expires_at > ?",
                 (self._clock(),),
             ).fetchall()
+
         for r in self._run("scan", q):
             yield self._row(r[0], r[1:])
 

@@ -1,0 +1,206 @@
+"""ASGI middleware: server-side sessions for Starlette, FastAPI or any ASGI app.
+
+Per HTTP request it reads the token (cookie or ``Authorization: Session``), loads
+the session with at most one store read, checks the CSRF token on unsafe
+methods, exposes the session as ``scope["session"]`` (so Starlette's
+``request.session`` works) and saves it when the app starts its response,
+adding ``Set-Cookie`` to that very message. Streaming bodies pass through
+untouched; changes made after the response has started are not saved.
+
+WebSocket scopes get the session too, read-only: a handshake response can't
+carry cookies reliably, so nothing is saved for them.
+
+A store failure answers ``503`` with ``{"error": ...}`` and a ``Retry-After``;
+nothing is written, no fresh session replaces the real one, and the next request
+tries the store again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ..core.config import SessionConfig
+from ..core.lifecycle import SaveResult
+from ..core.session import Session
+from ..core.transport import RESPONSE_HEADER, client_ip
+from ..exceptions import StoreError
+from ..manager import AsyncSessionManager
+from ..stores.url import open_store
+from ._common import (
+    FORM_TYPE,
+    MAX_FORM_BODY,
+    STORE_DOWN_MESSAGE,
+    csrf_failure,
+    csrf_message,
+    csrf_required,
+    error_body,
+    token_from_form,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("serversession")
+
+
+def get_session(scope: Scope | Any) -> Session:
+    """Return the :class:`Session` of an ASGI scope or a Starlette ``Request``.
+
+    Raises ``LookupError`` when :class:`SessionMiddleware` did not run.
+    """
+    scope = getattr(scope, "scope", scope)
+    session = scope.get("session")
+    if not isinstance(session, Session):
+        raise LookupError("no session in scope: is SessionMiddleware installed?")
+    return session
+
+
+class SessionMiddleware:
+    """Wrap ``app`` with server-side sessions.
+
+    ``store`` is a store object or URL (default: ``sqlite:///serversession.sqlite3``);
+    ``config`` a :class:`SessionConfig`; or pass a ready ``manager``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: Any = None,
+        config: SessionConfig | None = None,
+        *,
+        manager: AsyncSessionManager | None = None,
+    ) -> None:
+        self.app = app
+        if manager is None:
+            if store is None or isinstance(store, str):
+                store = open_store(store or "sqlite:///serversession.sqlite3")
+            manager = AsyncSessionManager(store, config)
+        self.manager = manager
+        self.config = manager.config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        config = self.config
+        client = scope.get("client")
+        ip = client_ip(config, client[0] if client else None, headers.get("x-forwarded-for"))
+        token = self.manager.read_token(headers.get("cookie"), headers.get("authorization"))
+        try:
+            session = await self.manager.aload(token, user_agent=headers.get("user-agent", ""), ip=ip)
+        except StoreError as exc:
+            log.warning("session store failed on load: %s", exc)
+            if scope["type"] == "http":
+                await _send_error(send, 503, STORE_DOWN_MESSAGE)
+            else:
+                await send({"type": "websocket.close", "code": 1011})
+            return
+        scope["session"] = session
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        if csrf_required(config, scope["method"], scope["path"]):
+            presented = headers.get("x-csrf-token")
+            if presented is None and headers.get("content-type", "").startswith(FORM_TYPE):
+                body = await _read_body(receive)
+                if body is None:
+                    await _send_error(send, 413, "request body too large")
+                    return
+                presented = token_from_form(body)
+                receive = _replay(body, receive)
+            reason = csrf_failure(session, presented)
+            if reason is not None:
+                await _send_error(send, 403, csrf_message(reason))
+                return
+
+        await self.app(scope, receive, self._saving_send(session, send, ip))
+
+    def _saving_send(self, session: Session, send: Send, ip: str) -> Send:
+        failed = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal failed
+            if failed:
+                return  # the app's own response was replaced by a 503
+            if message["type"] == "http.response.start":
+                try:
+                    result = await self.manager.asave(session, ip=ip)
+                except StoreError as exc:
+                    log.warning("session store failed on save: %s", exc)
+                    failed = True
+                    await _send_error(send, 503, STORE_DOWN_MESSAGE)
+                    return
+                _add_headers(message, result)
+            await send(message)
+
+        return send_wrapper
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        if (
+            name in ("cookie", "authorization", "user-agent", "x-forwarded-for", "x-csrf-token", "content-type")
+            and name not in found
+        ):
+            found[name] = raw_value.decode("latin-1")
+    return found
+
+
+def _add_headers(message: Message, result: SaveResult) -> None:
+    if not result.set_cookies and result.header_token is None:
+        return
+    headers = list(message.get("headers", ()))
+    for cookie in result.set_cookies:
+        headers.append((b"set-cookie", cookie.encode("latin-1")))
+    if result.header_token is not None:
+        headers.append((RESPONSE_HEADER.lower().encode(), result.header_token.encode("latin-1")))
+    headers.append((b"cache-control", b"no-store"))
+    message["headers"] = headers
+
+
+async def _send_error(send: Send, status: int, message: str) -> None:
+    body = error_body(message)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_FORM_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

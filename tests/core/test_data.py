@@ -1,0 +1,47 @@
+"""Session data: JSON only, errors where a bad value is set, size limits."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from serversession import NotSerializableError, SessionConfig, SessionManager, SessionTooLargeError
+from serversession.core.transport import IncomingToken
+
+
+def new(manager: SessionManager):  # type: ignore[no-untyped-def]
+    return manager.load(IncomingToken(None, via_header=False))
+
+
+@pytest.mark.parametrize("bad", [{1, 2}, b"bytes", object(), math.nan, {"nested": {1, 2}}])
+def test_unserializable_values_fail_where_they_are_set(manager: SessionManager, bad: object) -> None:
+    s = new(manager)
+    with pytest.raises(NotSerializableError) as info:
+        s["thing"] = bad
+    assert info.value.key == "thing" and "thing" in str(info.value)
+    assert "thing" not in s
+
+
+def test_non_string_keys_are_refused(manager: SessionManager) -> None:
+    with pytest.raises(NotSerializableError):
+        new(manager)[1] = "x"  # type: ignore[index]
+
+
+def test_size_limit_is_enforced_at_assignment(store, clock) -> None:  # type: ignore[no-untyped-def]
+    manager = SessionManager(store, SessionConfig(max_size=1024), clock=clock)
+    s = new(manager)
+    s["a"] = "x" * 500
+    with pytest.raises(SessionTooLargeError) as info:
+        s["b"] = "y" * 600
+    assert info.value.limit == 1024 and "b" not in s
+    s["a"] = "x" * 900  # replacing a value counts only the new one
+
+
+def test_mapping_api(manager: SessionManager) -> None:
+    s = new(manager)
+    s["a"] = 1
+    s.setdefault("b", [])
+    assert s.pop("a") == 1 and list(s) == ["b"] and len(s) == 1
+    s.clear()
+    assert dict(s) == {}
