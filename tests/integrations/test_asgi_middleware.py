@@ -1,0 +1,148 @@
+"""ASGI specifics: streaming, WebSockets, form CSRF, store failures on load and save."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+
+from serversession import MemoryStore, SessionConfig, StoreUnavailableError
+from serversession.integrations.asgi import SessionMiddleware, get_session
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose load or commit can be made to fail like a dead server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail: set[str] = set()
+
+    async def aload(self, key: str) -> Any:
+        if "load" in self.fail:
+            raise StoreUnavailableError("down", store="memory", operation="load")
+        return await super().aload(key)
+
+    async def acommit(self, key: str, commit: Any) -> Any:
+        if "commit" in self.fail:
+            raise StoreUnavailableError("down", store="memory", operation="commit")
+        return await super().acommit(key, commit)
+
+
+async def set_value(request: Request) -> JSONResponse:
+    session = get_session(request)
+    session["value"] = (await request.json())["value"]
+    return JSONResponse({"csrf": session.csrf_token})
+
+
+async def form(request: Request) -> PlainTextResponse:
+    data = await request.form()
+    get_session(request)["note"] = str(data["note"])
+    return PlainTextResponse("saved")
+
+
+async def read(request: Request) -> JSONResponse:
+    return JSONResponse({"value": request.session.get("value"), "csrf": get_session(request).csrf_token})
+
+
+async def stream(request: Request) -> StreamingResponse:
+    get_session(request)["streamed"] = True
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(3):
+            yield f"chunk{i}\n".encode()
+
+    return StreamingResponse(body())
+
+
+async def ws(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_json({"value": get_session(websocket).get("value")})
+    await websocket.close()
+
+
+@pytest.fixture
+def store() -> FlakyStore:
+    return FlakyStore()
+
+
+@pytest.fixture
+def client(store: FlakyStore) -> TestClient:
+    routes = [
+        Route("/set", set_value, methods=["POST"]),
+        Route("/form", form, methods=["POST"]),
+        Route("/read", read),
+        Route("/stream", stream),
+        WebSocketRoute("/ws", ws),
+    ]
+    app = SessionMiddleware(Starlette(routes=routes), store, SessionConfig(cookie_secure=False))
+    return TestClient(app)
+
+
+def start(client: TestClient) -> str:
+    csrf = client.get("/read").json()["csrf"]  # pre-session token, nothing stored
+    response = client.post("/set", json={"value": 1}, headers={"x-csrf-token": csrf})
+    assert response.status_code == 200
+    return str(response.json()["csrf"])
+
+
+def test_session_works_through_request_session_and_accessor(client: TestClient, store: FlakyStore) -> None:
+    assert len(store) == 0
+    start(client)
+    assert client.get("/read").json()["value"] == 1 and len(store) == 1
+
+
+def test_unsafe_method_without_token_is_403_json(client: TestClient) -> None:
+    response = client.post("/set", json={"value": 2})
+    assert response.status_code == 403 and response.json() == {"error": "CSRF token missing"}
+    response = client.post("/set", json={"value": 2}, headers={"x-csrf-token": "nope"})
+    assert response.status_code == 403 and response.json() == {"error": "CSRF token invalid"}
+
+
+def test_form_field_token_is_read_and_the_body_replayed(client: TestClient) -> None:
+    csrf = start(client)
+    assert client.post("/form", data={"note": "hi", "csrf_token": csrf}).text == "saved"
+    assert client.post("/form", data={"note": "hi", "csrf_token": "bad"}).status_code == 403
+
+
+def test_huge_form_without_header_token_is_413(client: TestClient) -> None:
+    start(client)
+    response = client.post("/form", content=b"x=" + b"a" * (1024 * 1024 + 10),
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 413
+
+
+def test_streaming_response_keeps_its_body_and_saves_before_it(client: TestClient) -> None:
+    response = client.get("/stream")
+    assert response.text == "chunk0\nchunk1\nchunk2\n" and "set-cookie" in response.headers
+
+
+def test_websocket_scope_sees_the_session(client: TestClient) -> None:
+    start(client)
+    with client.websocket_connect("/ws") as socket:
+        assert socket.receive_json() == {"value": 1}
+
+
+def test_store_failure_on_load_is_503_not_a_fresh_session(client: TestClient, store: FlakyStore) -> None:
+    start(client)
+    store.fail.add("load")
+    response = client.get("/read")
+    assert response.status_code == 503 and "error" in response.json()
+    assert "set-cookie" not in response.headers
+    store.fail.clear()
+    assert client.get("/read").json()["value"] == 1
+
+
+def test_store_failure_on_save_replaces_the_response_with_503(client: TestClient, store: FlakyStore) -> None:
+    csrf = start(client)
+    store.fail.add("commit")
+    response = client.post("/set", json={"value": 5}, headers={"x-csrf-token": csrf})
+    assert response.status_code == 503
+    store.fail.clear()
+    assert client.get("/read").json()["value"] == 1
