@@ -8,40 +8,63 @@ so no rule about sessions is written twice.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .core import lifecycle
 from .core.config import SessionConfig
+from .core.events import SessionEvent
 from .core.lifecycle import Plan, SaveResult, SessionInfo
 from .core.session import Session
 from .core.transport import IncomingToken, read_token
 from .stores.base import AsyncStore, Store
 
 T = TypeVar("T")
+log = logging.getLogger("serversession")
 
 
-def run_sync(plan: Plan[T], store: Store) -> T:
-    """Carry out ``plan`` with blocking calls on ``store``."""
+Listener = Callable[[SessionEvent], Any]
+#: Called after every store call with (store kind, operation, seconds, error or None).
+StoreObserver = Callable[[str, str, float, BaseException | None], None]
+
+
+def run_sync(plan: Plan[T], store: Store, emit: Callable[[SessionEvent], None] | None = None) -> T:
+    """Carry out ``plan`` with blocking calls on ``store``; events go to ``emit``."""
     try:
         name, args = next(plan)
         while True:
-            name, args = plan.send(getattr(store, name)(*args))
+            if name == "emit":
+                if emit is not None:
+                    emit(args[0])
+                result = None
+            else:
+                result = getattr(store, name)(*args)
+            name, args = plan.send(result)
     except StopIteration as done:
-        result: T = done.value
-        return result
+        value: T = done.value
+        return value
 
 
-async def run_async(plan: Plan[T], store: AsyncStore) -> T:
-    """Carry out ``plan`` awaiting the ``a``-prefixed calls of ``store``."""
+async def run_async(
+    plan: Plan[T], store: AsyncStore, emit: Callable[[SessionEvent], Awaitable[None]] | None = None
+) -> T:
+    """Carry out ``plan`` awaiting the ``a``-prefixed calls of ``store``; events go to ``emit``."""
     try:
         name, args = next(plan)
         while True:
-            name, args = plan.send(await getattr(store, "a" + name)(*args))
+            if name == "emit":
+                if emit is not None:
+                    await emit(args[0])
+                result = None
+            else:
+                result = await getattr(store, "a" + name)(*args)
+            name, args = plan.send(result)
     except StopIteration as done:
-        result: T = done.value
-        return result
+        value: T = done.value
+        return value
 
 
 class _ManagerBase:
@@ -51,10 +74,43 @@ class _ManagerBase:
         self.store = store
         self.config = config or SessionConfig()
         self.clock = clock
+        self.listeners: list[Listener] = []
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(event)`` for every :class:`SessionEvent` (sync or async callable).
+
+        A listener that raises is logged and skipped: an audit hook must not
+        break a sign-in.
+        """
+        self.listeners.append(listener)
 
     def read_token(self, cookie_header: str | None, authorization: str | None) -> IncomingToken:
         """Find the session token in a request's ``Cookie`` / ``Authorization`` headers."""
         return read_token(self.config, cookie_header, authorization)
+
+    def _emit_sync(self, event: SessionEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("session event listener failed on %s", event.kind.value)
+
+    async def _emit_async(self, event: SessionEvent) -> None:
+        for listener in self.listeners:
+            try:
+                result = listener(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("session event listener failed on %s", event.kind.value)
+
+    def emit(self, event: SessionEvent) -> None:
+        """Hand an event raised outside the lifecycle (a CSRF failure) to sync listeners."""
+        self._emit_sync(event)
+
+    async def aemit(self, event: SessionEvent) -> None:
+        """Async twin of :meth:`emit`: awaits async listeners too."""
+        await self._emit_async(event)
 
 
 class SessionManager(_ManagerBase):
@@ -68,17 +124,19 @@ class SessionManager(_ManagerBase):
 
     def load(self, token: IncomingToken, *, user_agent: str = "", ip: str = "") -> Session:
         """Return the request's session (a fresh unstored one if it has none)."""
-        session = run_sync(lifecycle.load(self.config, token, self.clock(), user_agent, ip), self.store)
+        session = run_sync(
+            lifecycle.load(self.config, token, self.clock(), user_agent, ip), self.store, self._emit_sync
+        )
         session.manager = self
         return session
 
     def save(self, session: Session, *, ip: str | None = None) -> SaveResult:
         """Write what the request changed; return the cookies/headers to send."""
-        return run_sync(lifecycle.save(session, self.clock(), ip), self.store)
+        return run_sync(lifecycle.save(session, self.clock(), ip), self.store, self._emit_sync)
 
     def modify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
         """Atomic read-modify-write of one key (see :meth:`Session.modify`)."""
-        return run_sync(lifecycle.modify(session, key, fn, default, self.clock()), self.store)
+        return run_sync(lifecycle.modify(session, key, fn, default, self.clock()), self.store, self._emit_sync)
 
     def amodify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> Any:
         """Not available on a sync manager: use :meth:`modify`."""
@@ -86,15 +144,20 @@ class SessionManager(_ManagerBase):
 
     def list_sessions(self, user: str, current: Session | None = None) -> list[SessionInfo]:
         """Return ``user``'s live sessions (public handles, no IDs), oldest first."""
-        return run_sync(lifecycle.list_sessions(self.config, user, self.clock(), current), self.store)
+        return run_sync(lifecycle.list_sessions(self.config, user, self.clock(), current), self.store, self._emit_sync)
 
-    def revoke(self, user: str, handle: str) -> bool:
-        """End ``user``'s session with public ``handle``; False if there is none."""
-        return run_sync(lifecycle.revoke(self.config, user, handle), self.store)
+    def revoke(self, user: str, handle: str, *, reason: str = "revoked") -> bool:
+        """End ``user``'s session with public ``handle``; False if there is none.
 
-    def revoke_user(self, user: str, *, keep: Session | None = None) -> int:
+        ``reason`` travels in the REVOKED event (e.g. "signed out from another device").
+        """
+        plan = lifecycle.revoke(self.config, user, handle, self.clock(), reason)
+        return run_sync(plan, self.store, self._emit_sync)
+
+    def revoke_user(self, user: str, *, keep: Session | None = None, reason: str = "revoked") -> int:
         """End all of ``user``'s sessions but ``keep``; return how many ended."""
-        return run_sync(lifecycle.revoke_user(self.config, user, keep), self.store)
+        plan = lifecycle.revoke_user(self.config, user, self.clock(), keep, reason)
+        return run_sync(plan, self.store, self._emit_sync)
 
 
 class AsyncSessionManager(_ManagerBase):
@@ -104,13 +167,15 @@ class AsyncSessionManager(_ManagerBase):
 
     async def aload(self, token: IncomingToken, *, user_agent: str = "", ip: str = "") -> Session:
         """See :meth:`SessionManager.load`."""
-        session = await run_async(lifecycle.load(self.config, token, self.clock(), user_agent, ip), self.store)
+        session = await run_async(
+            lifecycle.load(self.config, token, self.clock(), user_agent, ip), self.store, self._emit_async
+        )
         session.manager = self
         return session
 
     async def asave(self, session: Session, *, ip: str | None = None) -> SaveResult:
         """See :meth:`SessionManager.save`."""
-        return await run_async(lifecycle.save(session, self.clock(), ip), self.store)
+        return await run_async(lifecycle.save(session, self.clock(), ip), self.store, self._emit_async)
 
     def modify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
         """Not available on an async manager: use ``await session.amodify()``."""
@@ -118,16 +183,20 @@ class AsyncSessionManager(_ManagerBase):
 
     async def amodify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
         """See :meth:`SessionManager.modify`."""
-        return await run_async(lifecycle.modify(session, key, fn, default, self.clock()), self.store)
+        return await run_async(lifecycle.modify(session, key, fn, default, self.clock()), self.store, self._emit_async)
 
     async def alist_sessions(self, user: str, current: Session | None = None) -> list[SessionInfo]:
         """See :meth:`SessionManager.list_sessions`."""
-        return await run_async(lifecycle.list_sessions(self.config, user, self.clock(), current), self.store)
+        return await run_async(
+            lifecycle.list_sessions(self.config, user, self.clock(), current), self.store, self._emit_async
+        )
 
-    async def arevoke(self, user: str, handle: str) -> bool:
+    async def arevoke(self, user: str, handle: str, *, reason: str = "revoked") -> bool:
         """See :meth:`SessionManager.revoke`."""
-        return await run_async(lifecycle.revoke(self.config, user, handle), self.store)
+        plan = lifecycle.revoke(self.config, user, handle, self.clock(), reason)
+        return await run_async(plan, self.store, self._emit_async)
 
-    async def arevoke_user(self, user: str, *, keep: Session | None = None) -> int:
+    async def arevoke_user(self, user: str, *, keep: Session | None = None, reason: str = "revoked") -> int:
         """See :meth:`SessionManager.revoke_user`."""
-        return await run_async(lifecycle.revoke_user(self.config, user, keep), self.store)
+        plan = lifecycle.revoke_user(self.config, user, self.clock(), keep, reason)
+        return await run_async(plan, self.store, self._emit_async)

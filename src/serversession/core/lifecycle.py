@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from ..exceptions import ConcurrentUpdateError, SessionEndedError, StoreError
 from .codec import SessionMeta, decode_value, encode_meta, encode_meta_fields, encode_value
 from .config import SessionConfig
+from .events import EventKind, SessionEvent
 from .ids import new_session_id, public_handle, storage_key
 from .records import Commit, CommitResult, Outcome, StoredSession
 from .session import Session
@@ -130,9 +131,12 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
     if stored is None:
         # Stores with native expiry drop a timed-out session themselves, so an
         # unknown ID of ours reads as "your session ended" (timed out or revoked).
+        yield _event(EventKind.UNKNOWN_ID, now)
         return new_session(config, token, now, user_agent, ip, expired=True)
     if is_expired(config, stored.meta, now):
         yield ("delete", (key,))
+        reason = "absolute timeout" if now >= deadlines(config, stored.meta)[1] else "idle timeout"
+        yield _event(EventKind.EXPIRED, now, key, stored.meta.user, reason)
         return new_session(config, token, now, user_agent, ip, expired=True)
     return Session(
         config,
@@ -149,8 +153,8 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
 def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult]:
     """Plan: write what this request changed and say what the response carries."""
     if session.destroy_requested:
-        if session.key is not None:
-            yield ("delete", (session.key,))
+        if session.key is not None and (yield ("delete", (session.key,))):
+            yield _event(EventKind.DESTROYED, now, session.key, session.user, "logout")
         return _ended(session)
     if session.key is None:
         if not (session.create_requested or session.has_changes or session.user is not None):
@@ -164,6 +168,8 @@ def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult
     result = yield from _commit_following_moves(session.key, commit)
     if result.outcome is Outcome.MISSING:
         return _ended(session)
+    if commit.expires_at is not None and not (commit.set_data or commit.unset_data):
+        yield _event(EventKind.RENEWED, now, session.key, session.user)
     if session.persistent and (commit.expires_at is not None or session.persistent_changed):
         return _issue(session, session.session_id or "", now)
     return NOTHING
@@ -225,27 +231,52 @@ def list_sessions(
     return infos
 
 
-def revoke(config: SessionConfig, user: str, handle: str) -> Plan[bool]:
+def revoke(config: SessionConfig, user: str, handle: str, now: float, reason: str = "revoked") -> Plan[bool]:
     """Plan: end the session of ``user`` whose public handle is ``handle``."""
     stored: list[StoredSession] = yield ("list_user", (user,))
     for s in stored:
         if s.meta.user == user and public_handle(s.key) == handle:
-            return bool((yield ("delete", (s.key,))))
+            if (yield ("delete", (s.key,))):
+                yield _event(EventKind.REVOKED, now, s.key, user, reason)
+                return True
+            return False
     return False
 
 
-def revoke_user(config: SessionConfig, user: str, keep: Session | None = None) -> Plan[int]:
+def revoke_user(
+    config: SessionConfig, user: str, now: float, keep: Session | None = None, reason: str = "revoked"
+) -> Plan[int]:
     """Plan: end every session of ``user`` except ``keep``; return how many ended."""
     stored: list[StoredSession] = yield ("list_user", (user,))
     keep_key = keep.key if keep is not None else None
     ended = 0
     for s in stored:
         if s.meta.user == user and s.key != keep_key and (yield ("delete", (s.key,))):
+            yield _event(EventKind.REVOKED, now, s.key, user, reason)
             ended += 1
     return ended
 
 
 # -- helpers -----------------------------------------------------------------
+
+
+def _event(
+    kind: EventKind,
+    now: float,
+    key: str | None = None,
+    user: str | None = None,
+    reason: str = "",
+    previous: str | None = None,
+) -> Call:
+    event = SessionEvent(
+        kind,
+        now,
+        public_handle(key) if key else None,
+        user,
+        reason,
+        public_handle(previous) if previous else None,
+    )
+    return ("emit", (event,))
 
 
 def _expires_at(config: SessionConfig, meta: SessionMeta, now: float) -> float:
@@ -308,6 +339,7 @@ def _create(session: Session, now: float) -> Plan[SaveResult]:
         key = storage_key(session_id)
         if (yield ("create", (key, commit))):
             session.session_id, session.key, session.meta = session_id, key, meta
+            yield _event(EventKind.CREATED, now, key, meta.user)
             return _issue(session, session_id, now, clear_pre_csrf=True)
     raise StoreError("could not create a session under a fresh key", operation="create")
 
@@ -352,6 +384,7 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
     if result.outcome is not Outcome.OK:
         return _ended(session)
     session.session_id, session.key, session.meta = session_id, key, meta
+    yield _event(EventKind.ROTATED, now, key, meta.user, previous=old_key)
     return _issue(session, session_id, now)
 
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 
 from ..core import csrf
 from ..core.config import SessionConfig
+from ..core.events import EventKind, SessionEvent
 from ..core.session import Session
 
 #: Largest form body read to find a ``csrf_token`` field (bytes); larger gets 413.
@@ -41,6 +42,11 @@ def csrf_failure(session: Session, presented: str | None) -> str | None:
     if not presented:
         return "missing"
     return None if session.csrf_valid(presented) else "mismatch"
+
+
+def csrf_event(session: Session, reason: str, now: float) -> SessionEvent:
+    """The CSRF_FAILED event for a refused request (handle and user, no secrets)."""
+    return SessionEvent(EventKind.CSRF_FAILED, now, session.handle, session.user, f"CSRF token {reason}")
 
 
 def error_body(message: str) -> bytes:

@@ -32,6 +32,7 @@ from ._common import (
     FORM_TYPE,
     MAX_FORM_BODY,
     STORE_DOWN_MESSAGE,
+    csrf_event,
     csrf_failure,
     csrf_message,
     csrf_required,
@@ -117,6 +118,7 @@ class SessionMiddleware:
                 receive = _replay(body, receive)
             reason = csrf_failure(session, presented)
             if reason is not None:
+                await self.manager.aemit(csrf_event(session, reason, self.manager.clock()))
                 await _send_error(send, 403, csrf_message(reason))
                 return
 
