@@ -2,13 +2,17 @@
 
     serversession demo [--host H] [--port P] [--store URL] [--idle-timeout S]
                        [--absolute-timeout S] [--workers N]
-    serversession sessions list --store URL [--user U] [--json]
-    serversession sessions revoke --store URL (--user U [--handle H] | --handle H --user U)
-    serversession gc --store URL
+    serversession sessions list  [--store URL] [--user U] [--older-than S] [--idle-over S] [--json]
+    serversession sessions show  HANDLE [--store URL]
+    serversession sessions revoke (HANDLE | --user U) [--store URL]
+    serversession stats   [--store URL] [--json]
+    serversession gc      [--store URL]
+    serversession migrate --from URL --to URL
 
-Every setting can also come from the environment (``SERVERSESSION_STORE``,
+Settings also come from the environment (``SERVERSESSION_STORE``,
 ``SERVERSESSION_IDLE_TIMEOUT``, ``SERVERSESSION_ABSOLUTE_TIMEOUT``,
-``SERVERSESSION_SECRET_KEY``). Errors print one line to stderr and exit non-zero.
+``SERVERSESSION_SECRET_KEY``). Errors print one line to stderr and exit 2.
+Administrative commands may scan the whole store; none of this runs per request.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from .core.codec import encode_meta
 from .core.config import SessionConfig
+from .core.ids import public_handle
+from .core.lifecycle import deadlines, is_expired
+from .core.records import Commit, StoredSession
 from .exceptions import SessionError
 from .manager import SessionManager
 from .stores.url import DEFAULT_STORE_URL, open_store
@@ -37,32 +45,48 @@ def _env_float(name: str, default: float) -> float:
         raise SystemExit(f"serversession: {name} must be a number of seconds, got {raw!r}") from None
 
 
+def _config() -> SessionConfig:
+    return SessionConfig(
+        idle_timeout=_env_float("SERVERSESSION_IDLE_TIMEOUT", 1800.0),
+        absolute_timeout=_env_float("SERVERSESSION_ABSOLUTE_TIMEOUT", 43200.0),
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="serversession", description="Server-side HTTP sessions.")
     sub = parser.add_subparsers(dest="command", required=True)
-
     store_default = os.environ.get("SERVERSESSION_STORE", DEFAULT_STORE_URL)
-    demo = sub.add_parser("demo", help="run the demo shop")
+
+    def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--store", default=store_default, help=f"store URL (default {store_default})")
+        return p
+
+    demo = with_store(sub.add_parser("demo", help="run the demo shop"))
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--store", default=store_default, help=f"store URL (default {store_default})")
     demo.add_argument("--idle-timeout", type=float, default=_env_float("SERVERSESSION_IDLE_TIMEOUT", 1800.0))
     demo.add_argument("--absolute-timeout", type=float, default=_env_float("SERVERSESSION_ABSOLUTE_TIMEOUT", 43200.0))
     demo.add_argument("--workers", type=int, default=1)
 
-    sessions = sub.add_parser("sessions", help="list or revoke stored sessions")
+    sessions = sub.add_parser("sessions", help="list, show or revoke stored sessions")
     ssub = sessions.add_subparsers(dest="action", required=True)
-    listing = ssub.add_parser("list", help="list live sessions")
-    listing.add_argument("--store", default=store_default)
+    listing = with_store(ssub.add_parser("list", help="list live sessions"))
     listing.add_argument("--user", help="only this user's sessions")
+    listing.add_argument("--older-than", type=float, metavar="S", help="created more than S seconds ago")
+    listing.add_argument("--idle-over", type=float, metavar="S", help="unused for more than S seconds")
     listing.add_argument("--json", action="store_true", help="print JSON lines")
-    revoke = ssub.add_parser("revoke", help="end a session by handle, or all of a user's")
-    revoke.add_argument("--store", default=store_default)
-    revoke.add_argument("--user", required=True)
-    revoke.add_argument("--handle", help="end only this session (default: all of the user's)")
+    show = with_store(ssub.add_parser("show", help="show one session by public handle"))
+    show.add_argument("handle")
+    revoke = with_store(ssub.add_parser("revoke", help="end one session (HANDLE) or all of a user's (--user)"))
+    revoke.add_argument("handle", nargs="?")
+    revoke.add_argument("--user")
 
-    gc = sub.add_parser("gc", help="purge expired sessions (stores without native expiry)")
-    gc.add_argument("--store", default=store_default)
+    stats = with_store(sub.add_parser("stats", help="count sessions, users and bytes"))
+    stats.add_argument("--json", action="store_true")
+    with_store(sub.add_parser("gc", help="purge expired sessions (stores without native expiry)"))
+    migrate = sub.add_parser("migrate", help="copy live sessions to another store (resumable)")
+    migrate.add_argument("--from", dest="source", required=True, metavar="URL")
+    migrate.add_argument("--to", dest="target", required=True, metavar="URL")
     return parser
 
 
@@ -70,54 +94,44 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
-def _manager(url: str) -> SessionManager:
-    config = SessionConfig(
-        idle_timeout=_env_float("SERVERSESSION_IDLE_TIMEOUT", 1800.0),
-        absolute_timeout=_env_float("SERVERSESSION_ABSOLUTE_TIMEOUT", 43200.0),
-    )
-    return SessionManager(open_store(url), config)
+def _row(config: SessionConfig, s: StoredSession) -> dict[str, Any]:
+    idle, absolute = deadlines(config, s.meta)
+    return {
+        "handle": public_handle(s.key),
+        "user": s.meta.user,
+        "created_at": _iso(s.meta.created_at),
+        "last_seen_at": _iso(s.meta.last_seen_at),
+        "idle_expires_at": _iso(idle),
+        "absolute_expires_at": _iso(absolute),
+        "ip": s.meta.ip,
+        "user_agent": s.meta.user_agent,
+        "keys": sorted(s.data),
+        "bytes": sum(len(k) + len(v) for k, v in s.data.items()),
+    }
 
 
-def _list(args: argparse.Namespace) -> int:
-    from .core.ids import public_handle
-    from .core.lifecycle import deadlines, is_expired
-
-    manager = _manager(args.store)
+def _live(manager: SessionManager, user: str | None = None) -> Iterator[StoredSession]:
     now = manager.clock()
-    rows: list[dict[str, Any]] = []
-    try:
-        if args.user:
-            infos = manager.list_sessions(args.user)
-            rows = [
-                {
-                    "handle": i.handle,
-                    "user": i.user,
-                    "created_at": _iso(i.created_at),
-                    "last_seen_at": _iso(i.last_seen_at),
-                    "idle_expires_at": _iso(i.idle_expires_at),
-                    "ip": i.ip,
-                    "user_agent": i.user_agent,
-                }
-                for i in infos
-            ]
-        else:
-            for s in manager.store.scan():
-                if is_expired(manager.config, s.meta, now):
-                    continue
-                idle, _ = deadlines(manager.config, s.meta)
-                rows.append(
-                    {
-                        "handle": public_handle(s.key),
-                        "user": s.meta.user,
-                        "created_at": _iso(s.meta.created_at),
-                        "last_seen_at": _iso(s.meta.last_seen_at),
-                        "idle_expires_at": _iso(idle),
-                        "ip": s.meta.ip,
-                        "user_agent": s.meta.user_agent,
-                    }
-                )
-    finally:
-        manager.store.close()
+    found = manager.store.list_user(user) if user else manager.store.scan()
+    for s in found:
+        if not is_expired(manager.config, s.meta, now) and (user is None or s.meta.user == user):
+            yield s
+
+
+def _progress(label: str, done: int) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{label}: {done}", end="", file=sys.stderr, flush=True)
+
+
+def _list(manager: SessionManager, args: argparse.Namespace) -> int:
+    now = manager.clock()
+    rows = []
+    for s in _live(manager, args.user):
+        if args.older_than is not None and now - s.meta.created_at <= args.older_than:
+            continue
+        if args.idle_over is not None and now - s.meta.last_seen_at <= args.idle_over:
+            continue
+        rows.append(_row(manager.config, s))
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -132,38 +146,100 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _revoke(args: argparse.Namespace) -> int:
-    manager = _manager(args.store)
-    try:
-        if args.handle:
-            if not manager.revoke(args.user, args.handle):
-                print(f"serversession: no session {args.handle} for user {args.user}", file=sys.stderr)
-                return 1
-            print("revoked 1 session")
-        else:
-            print(f"revoked {manager.revoke_user(args.user)} session(s)")
-    finally:
-        manager.store.close()
+def _find(manager: SessionManager, handle: str) -> StoredSession | None:
+    return next((s for s in _live(manager) if public_handle(s.key) == handle), None)
+
+
+def _show(manager: SessionManager, args: argparse.Namespace) -> int:
+    found = _find(manager, args.handle)
+    if found is None:
+        print(f"serversession: no live session with handle {args.handle}", file=sys.stderr)
+        return 1
+    print(json.dumps(_row(manager.config, found), indent=2))
     return 0
 
 
-def _gc(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+def _revoke(manager: SessionManager, args: argparse.Namespace) -> int:
+    if args.handle:
+        found = _find(manager, args.handle)
+        if found is None or not manager.store.delete(found.key):
+            print(f"serversession: no live session with handle {args.handle}", file=sys.stderr)
+            return 1
+        print("revoked 1 session")
+    elif args.user:
+        print(f"revoked {manager.revoke_user(args.user, reason='revoked by an administrator')} session(s)")
+    else:
+        print("serversession: give a HANDLE or --user", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _stats(manager: SessionManager, args: argparse.Namespace) -> int:
+    count, users, data_bytes, anonymous = 0, set(), 0, 0
+    for s in _live(manager):
+        count += 1
+        data_bytes += sum(len(k) + len(v) for k, v in s.data.items())
+        if s.meta.user:
+            users.add(s.meta.user)
+        else:
+            anonymous += 1
+    stats = {
+        "store": manager.store.kind,
+        "sessions": count,
+        "users": len(users),
+        "anonymous_sessions": anonymous,
+        "data_bytes": data_bytes,
+        "average_data_bytes": round(data_bytes / count, 1) if count else 0,
+    }
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        for name, value in stats.items():
+            print(f"{name:<20} {value}")
+    return 0
+
+
+def _gc(manager: SessionManager, args: argparse.Namespace) -> int:
     total = 0
-    interactive = sys.stderr.isatty()
-    try:
-        while True:
-            purged = store.purge_expired(1000)
-            total += purged
-            if interactive:
-                print(f"\rpurged {total} expired session(s)…", end="", file=sys.stderr, flush=True)
-            if purged < 1000:
-                break
-    finally:
-        store.close()
-    if interactive:
+    while True:
+        purged = manager.store.purge_expired(1000)
+        total += purged
+        _progress("purged expired sessions", total)
+        if purged < 1000:
+            break
+    if sys.stderr.isatty():
         print(file=sys.stderr)
     print(f"purged {total} expired session(s)")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Copy every live session; re-running skips what was copied, so it resumes."""
+    config = _config()
+    source = SessionManager(open_store(args.source), config)
+    target = open_store(args.target)
+    copied = skipped = 0
+    try:
+        for s in _live(source):
+            idle, absolute = deadlines(config, s.meta)
+            commit = Commit(
+                set_data=dict(s.data),
+                meta=encode_meta(s.meta),
+                expires_at=idle,
+                index_user=s.meta.user,
+                absolute_at=absolute,
+            )
+            if target.create(s.key, commit):
+                copied += 1
+            else:
+                skipped += 1
+            _progress("copied sessions", copied)
+    finally:
+        source.store.close()
+        target.close()
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"copied {copied} session(s), {skipped} already present")
     return 0
 
 
@@ -185,11 +261,20 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     args = _parser().parse_args(argv)
-    handlers = {"demo": _demo, "gc": _gc}
     try:
-        if args.command == "sessions":
-            return _list(args) if args.action == "list" else _revoke(args)
-        return handlers[args.command](args)
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "migrate":
+            return _migrate(args)
+        manager = SessionManager(open_store(args.store), _config())
+        try:
+            if args.command == "sessions":
+                handler = {"list": _list, "show": _show, "revoke": _revoke}[args.action]
+            else:
+                handler = {"stats": _stats, "gc": _gc}[args.command]
+            return handler(manager, args)
+        finally:
+            manager.store.close()
     except SessionError as exc:
         print(f"serversession: {exc}", file=sys.stderr)
         return 2

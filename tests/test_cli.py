@@ -1,0 +1,71 @@
+"""The ``serversession`` command, run as a real process against a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from serversession import SessionConfig, SessionManager, SQLiteStore
+from serversession.core.transport import IncomingToken
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "serversession", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def seed(path: Path, users: list[str | None]) -> list[str]:
+    manager = SessionManager(SQLiteStore(path), SessionConfig())
+    ids = []
+    for user in users:
+        s = manager.load(IncomingToken(None, via_header=False), user_agent="pytest", ip="127.0.0.1")
+        s["cart"] = {"sku": 1}
+        s.user = user
+        ids.append(manager.save(s).set_cookies[0].split(";")[0].split("=", 1)[1])
+    manager.store.close()
+    return ids
+
+
+def test_list_show_revoke_stats(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    ids = seed(db, ["alice", "alice", "bob", None])
+    url = f"sqlite:///{db}"
+    rows = [json.loads(line) for line in cli("sessions", "list", "--store", url, "--json").stdout.splitlines()]
+    assert len(rows) == 4 and {r["user"] for r in rows} == {"alice", "bob", None}
+    assert not any(i in json.dumps(rows) for i in ids)  # handles only, never IDs
+    alice = cli("sessions", "list", "--store", url, "--user", "alice")
+    assert alice.returncode == 0 and "2 session(s)" in alice.stdout
+    assert "0 session(s)" in cli("sessions", "list", "--store", url, "--older-than", "3600").stdout
+    handle = rows[0]["handle"]
+    shown = json.loads(cli("sessions", "show", handle, "--store", url).stdout)
+    assert shown["handle"] == handle and shown["keys"] == ["cart"]
+    assert cli("sessions", "revoke", handle, "--store", url).stdout.strip() == "revoked 1 session"
+    assert cli("sessions", "show", handle, "--store", url).returncode == 1
+    assert "revoked" in cli("sessions", "revoke", "--user", "alice", "--store", url).stdout
+    stats = json.loads(cli("stats", "--store", url, "--json").stdout)
+    assert stats["sessions"] == 2 and stats["users"] == 1 and stats["anonymous_sessions"] == 1
+
+
+def test_gc_and_migrate_resume(tmp_path: Path) -> None:
+    src, dst = tmp_path / "a.db", tmp_path / "b.db"
+    ids = seed(src, ["alice", None, "bob"])
+    assert cli("gc", "--store", f"sqlite:///{src}").stdout.strip() == "purged 0 expired session(s)"
+    first = cli("migrate", "--from", f"sqlite:///{src}", "--to", f"sqlite:///{dst}")
+    assert "copied 3 session(s), 0 already present" in first.stdout
+    again = cli("migrate", "--from", f"sqlite:///{src}", "--to", f"sqlite:///{dst}")
+    assert "copied 0 session(s), 3 already present" in again.stdout
+    moved = SessionManager(SQLiteStore(dst))
+    session = moved.load(IncomingToken(ids[0], via_header=False))
+    assert session["cart"] == {"sku": 1} and session.user == "alice"
+    assert len(moved.list_sessions("alice")) == 1
+    moved.store.close()
+
+
+def test_errors_are_one_line_and_non_zero(tmp_path: Path) -> None:
+    result = cli("sessions", "list", "--store", "nosuch://x")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "unknown store URL" in result.stderr
+    result = cli("stats", "--store", "sqlite:///")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
