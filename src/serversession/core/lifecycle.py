@@ -165,9 +165,11 @@ def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult
     commit = _commit_for(session, now, ip)
     if commit is None:
         return NOTHING
-    result = yield from _commit_following_moves(session.key, commit)
+    result, moved = yield from _commit_following_moves(session.key, commit)
     if result.outcome is Outcome.MISSING:
         return _ended(session)
+    if moved:
+        return NOTHING  # rotated meanwhile: the rotating response carries the new ID
     if commit.expires_at is not None and not (commit.set_data or commit.unset_data):
         yield _event(EventKind.RENEWED, now, session.key, session.user)
     if session.persistent and (commit.expires_at is not None or session.persistent_changed):
@@ -311,13 +313,15 @@ def _commit_for(session: Session, now: float, ip: str | None) -> Commit | None:
     )
 
 
-def _commit_following_moves(key: str, commit: Commit) -> Plan[CommitResult]:
+def _commit_following_moves(key: str, commit: Commit) -> Plan[tuple[CommitResult, bool]]:
+    """Commit, following rotation markers; also say whether a marker was followed."""
+    moved = False
     for _ in range(_MAX_MOVES):
         result: CommitResult = yield ("commit", (key, commit))
         if result.outcome is not Outcome.MOVED or not result.moved_to:
-            return result
-        key = result.moved_to
-    return CommitResult(Outcome.MISSING)
+            return result, moved
+        key, moved = result.moved_to, True
+    return CommitResult(Outcome.MISSING), moved
 
 
 def _create(session: Session, now: float) -> Plan[SaveResult]:

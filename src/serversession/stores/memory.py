@@ -151,8 +151,11 @@ class MemoryStore:
     def delete(self, key: str) -> bool:
         """See :meth:`Store.delete`."""
         with self._lock:
-            entry = self._remove(key)
-            return entry is not None and entry.moved_to is None and entry.expires_at > self._clock()
+            entry = self._live(key, self._clock())
+            if entry is None or entry.moved_to is not None:
+                return False  # a rotation marker stays: in-flight writes must still follow it
+            self._remove(key)
+            return True
 
     def list_user(self, user: str) -> list[StoredSession]:
         """See :meth:`Store.list_user`."""

@@ -140,7 +140,7 @@ class SQLiteStore(ThreadedAsyncFace):
                     key,
                     _dumps(dict(commit.set_data)),
                     _dumps(dict(commit.meta)),
-                    commit.index_user,
+                    commit.meta.get("u") or None,
                     commit.expires_at or now,
                 ),
             )

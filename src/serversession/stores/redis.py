@@ -1,0 +1,405 @@
+"""``redis://``, ``rediss://``, ``valkey://`` and ``redis+cluster://``: sessions in Redis.
+
+Layout (``prefix`` defaults to ``"ss:"``):
+
+* ``{prefix}s:{key}``: one HASH per session. Metadata lives in the one-letter
+  fields of :func:`~serversession.core.codec.encode_meta`, data key ``cart`` in
+  field ``d:cart`` (its JSON text). Expiry is the key's native TTL (PEXPIREAT).
+* A rotated-away key is a *tombstone*: a hash whose single field ``m`` names the
+  new key, living ``grace`` seconds. It never loads; commits on it answer MOVED.
+* ``{prefix}u:{user}``: a sorted set of the user's storage keys scored by their
+  absolute deadline (Unix seconds). Every write to it drops entries past their
+  deadline and sets the set's own expiry to the highest score left (an exact
+  PEXPIREAT rather than ``GT``, since ``GT`` never touches a key without a TTL),
+  so indexes never grow forever and no keyspace notifications are needed.
+
+Costs: a load is one HGETALL; a commit or create is one EVALSHA of a Lua script
+that checks and writes atomically (EVAL when the server lost its script cache).
+On standalone servers the user index is written by the same script; on a cluster
+it is in another slot, so indexing costs one more command. Rotation is atomic
+on standalone servers; see :meth:`RedisStore.rotate` for the cluster.
+
+Both faces live on this class: the sync one uses :class:`redis.Redis` or
+:class:`redis.cluster.RedisCluster`; the async one uses ``redis.asyncio``
+clients, created on first use. Every operation is written once as a *plan*, a
+generator yielding Redis calls, which :meth:`RedisStore._run` and
+:meth:`RedisStore._arun` carry out, so the two faces share all logic. Calls are
+bounded by the socket timeouts and never retried: a retried commit could apply a
+compare-and-set twice. The next call after an outage simply reconnects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator, Mapping
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..core.codec import decode_meta
+from ..core.records import COMMITTED, Commit, CommitResult, Outcome, StoredSession, apply_commit
+from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
+from . import _redis_scripts as scripts
+
+T = TypeVar("T")
+#: One Redis call: ("script", (name, keys, args)), ("pipeline", ([(method, args), ...],))
+#: or (client method, args).
+_Call = tuple[str, tuple[Any, ...]]
+_Plan = Generator[_Call, Any, T]
+
+# scheme -> (scheme redis-py understands, cluster?)
+_SCHEMES = {
+    "redis": ("redis", False), "rediss": ("rediss", False),
+    "valkey": ("redis", False), "valkeys": ("rediss", False),
+    "redis+cluster": ("redis", True), "rediss+cluster": ("rediss", True),
+    "valkey+cluster": ("redis", True), "valkeys+cluster": ("rediss", True),
+}  # fmt: skip
+_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,  # BusyLoadingError, MaxConnectionsError, auth failures
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterError,  # ClusterDownError, MasterDownError, redirection TTL spent
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.RedisClusterException,  # no reachable node, slot not covered
+    OSError,
+)
+_CAUGHT = (redis.RedisError, *_UNAVAILABLE, KeyError, ValueError, IndexError, TypeError)
+
+
+def _parse_url(url: str) -> tuple[str, bool]:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in _SCHEMES:
+        raise ConfigurationError(f"not a Redis store URL: {url!r} (expected one of {', '.join(_SCHEMES)})")
+    driver_scheme, cluster = _SCHEMES[scheme.lower()]
+    return f"{driver_scheme}://{rest}", cluster
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisStore:
+    """Session store in Redis or Valkey, standalone or cluster, with both faces.
+
+    ``url``: ``redis://``, ``rediss://`` or ``valkey://`` for one server;
+    ``redis+cluster://`` or ``valkey+cluster://`` with any seed node for a
+    cluster. ``prefix`` (``"ss:"``) starts every key. ``socket_timeout`` and
+    ``connect_timeout`` (2.0 s each) bound every call; past them, and whenever
+    the server cannot answer, operations raise :class:`StoreUnavailableError`.
+    Other driver failures raise :class:`StoreError`. ``client_options`` go to
+    the redis-py clients. Raises :class:`ConfigurationError` for a bad URL.
+
+    The async client is made on first async use and bound to that event loop;
+    call :meth:`aclose` (not just :meth:`close`) once the async face was used.
+    A cluster that is down at start-up is reached on the first call instead.
+    """
+
+    kind = "redis"
+
+    def __init__(
+        self, url: str, *, prefix: str = "ss:", socket_timeout: float = 2.0,
+        connect_timeout: float = 2.0, **client_options: Any,
+    ) -> None:  # fmt: skip
+        self._url, self.cluster = _parse_url(url)
+        self.prefix = prefix
+        # Only for pruning indexes and immediate expiries: TTLs run on the server's clock.
+        self._clock = time.time
+        self._options: dict[str, Any] = {
+            "socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout,
+            **client_options, "decode_responses": True,
+        }  # fmt: skip
+        self._client: Any = None
+        self._aclient: Any = None
+        try:  # now, so a bad option fails at start-up; a cluster that is down is retried later
+            self._sync_client()
+        except _UNAVAILABLE:
+            pass
+        except (redis.RedisError, ValueError, TypeError) as exc:
+            raise ConfigurationError(f"bad Redis store URL or option: {exc}") from exc
+
+    def _sync_client(self) -> Any:
+        if self._client is None:  # a cluster client asks its seed node for the slot map here
+            factory = redis.cluster.RedisCluster if self.cluster else redis.Redis
+            self._client = factory.from_url(self._url, **{"retry": Retry(NoBackoff(), 0), **self._options})
+        return self._client
+
+    def _async_client(self) -> Any:
+        if self._aclient is None:
+            factory = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
+            self._aclient = factory.from_url(self._url, **{"retry": AsyncRetry(NoBackoff(), 0), **self._options})
+        return self._aclient
+
+    # -- shared logic: keys, argument packing, replies ------------------------------
+    def _skey(self, key: str) -> str:
+        return f"{self.prefix}s:{key}"
+
+    def _ikey(self, user: str) -> str:
+        return f"{self.prefix}u:{user}"
+
+    def _keys(self, skeys: list[str], user: str | None) -> list[str]:
+        """Standalone scripts also write the user index; cluster ones cannot (other slot)."""
+        return [*skeys, self._ikey(user)] if user and not self.cluster else skeys
+
+    @staticmethod
+    def _split(fields: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """Hash fields -> (data, meta)."""
+        data = {f[2:]: v for f, v in fields.items() if f.startswith("d:")}
+        return data, {f: v for f, v in fields.items() if not f.startswith("d:")}
+
+    def _session(self, key: str, fields: Mapping[str, str]) -> StoredSession | None:
+        """Decode one HGETALL reply; None for a missing key or a tombstone."""
+        if not fields or "m" in fields:
+            return None
+        data, meta = self._split(fields)
+        return StoredSession(key, data, decode_meta(meta))
+
+    def _index(self, user: str | None, commit: Commit, key: str, expiry_ms: int) -> _Plan[None]:
+        """The user index in its own script call (its slot differs from the session's)."""
+        if user:
+            bare = Commit(expires_at=commit.expires_at, absolute_at=commit.absolute_at)
+            spec = scripts.pack(bare, self._clock(), None, key)
+            yield ("script", ("index", [self._ikey(user)], [expiry_ms, *spec]))
+
+    # -- plans: every operation once, for both faces ---------------------------------
+    def _load(self, key: str) -> _Plan[StoredSession | None]:
+        fields = yield ("hgetall", (self._skey(key),))
+        return self._session(key, fields)
+
+    def _create(self, key: str, commit: Commit) -> _Plan[bool]:
+        now = self._clock()
+        spec = scripts.pack(commit, now, commit.expires_at or now, key)
+        reply = yield ("script", ("create", self._keys([self._skey(key)], commit.index_user), spec))
+        if reply[0] == "taken":
+            return False
+        if self.cluster:
+            yield from self._index(commit.index_user, commit, key, reply[1])
+        return True
+
+    def _commit(self, key: str, commit: Commit) -> _Plan[CommitResult]:
+        spec = scripts.pack(commit, self._clock(), commit.expires_at, key)
+        reply = yield ("script", ("commit", self._keys([self._skey(key)], commit.index_user), spec))
+        result = scripts.result(reply)
+        if result.outcome is Outcome.OK and self.cluster:
+            yield from self._index(commit.index_user, commit, key, reply[1])
+        return result
+
+    def _rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> _Plan[CommitResult]:
+        now = self._clock()
+        expires_at = commit.expires_at or now
+        if self.cluster:
+            reply = yield ("script", ("take", [self._skey(old_key)], [new_key, scripts.ms(grace)]))
+            if reply[0] != "ok":
+                return scripts.result(reply)
+            it = iter(reply[1:])
+            data, meta = self._split(dict(zip(it, it, strict=True)))
+            apply_commit(data, meta, Commit(commit.set_data, commit.unset_data, commit.meta))
+            user = commit.index_user or meta.get("u") or None
+            if not (yield from self._create(new_key, Commit(data, frozenset(), meta, expires_at, user,
+                                                              commit.absolute_at))):  # fmt: skip
+                raise ValueError(f"rotation target {new_key!r} is taken")
+            return COMMITTED
+        # The index user is the merged "u" (as in every store): known up front
+        # unless the commit leaves "u" alone, else indexed after the script.
+        known = bool(commit.index_user) or "u" in commit.meta
+        user = commit.index_user or commit.meta.get("u")
+        spec = scripts.pack(commit, now, expires_at, new_key)
+        keys = self._keys([self._skey(old_key), self._skey(new_key)], user)
+        reply = yield ("script", ("rotate", keys, [scripts.ms(grace), new_key, *spec]))
+        result = scripts.result(reply)
+        if result.outcome is Outcome.OK and not known:
+            yield from self._index(reply[2], commit, new_key, reply[1])
+        return result
+
+    def _delete(self, key: str) -> _Plan[bool]:
+        return bool((yield ("script", ("delete", [self._skey(key)], []))))
+
+    def _list_user(self, user: str) -> _Plan[list[StoredSession]]:
+        ikey = self._ikey(user)
+        members = yield ("script", ("members", [ikey], [repr(self._clock())]))
+        if not members:
+            return []
+        replies = yield ("pipeline", ([("hgetall", (self._skey(m),)) for m in members],))
+        found, stale = [], []
+        for member, fields in zip(members, replies, strict=True):
+            session = self._session(member, fields)
+            if session is None or session.meta.user != user:
+                stale.append(member)
+            else:
+                found.append(session)
+        if stale:
+            yield ("zrem", (ikey, *stale))
+        return found
+
+    def _ping(self) -> _Plan[None]:
+        yield ("ping", ())
+
+    # -- carrying plans out -----------------------------------------------------------
+    def _fail(self, operation: str, exc: BaseException) -> StoreError:
+        cls = StoreUnavailableError if isinstance(exc, _UNAVAILABLE) else StoreError
+        return cls(f"Redis {operation} failed: {type(exc).__name__}: {exc}", store=self.kind, operation=operation)
+
+    @staticmethod
+    def _call(client: Any, call: _Call) -> Any:
+        method, args = call
+        if method == "script":
+            return scripts.call(client, *args)
+        if method == "pipeline":
+            with client.pipeline(transaction=False) as pipe:
+                for name, cmd_args in args[0]:
+                    getattr(pipe, name)(*cmd_args)
+                return pipe.execute()
+        return getattr(client, method)(*args)
+
+    @staticmethod
+    async def _acall(client: Any, call: _Call) -> Any:
+        method, args = call
+        if method == "script":
+            return await scripts.acall(client, *args)
+        if method == "pipeline":
+            async with client.pipeline(transaction=False) as pipe:
+                for name, cmd_args in args[0]:
+                    getattr(pipe, name)(*cmd_args)
+                return await pipe.execute()
+        return await getattr(client, method)(*args)
+
+    def _run(self, operation: str, plan: _Plan[T]) -> T:
+        try:
+            client = self._sync_client()
+            call = next(plan)
+            while True:
+                call = plan.send(self._call(client, call))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        except _CAUGHT as exc:
+            raise self._fail(operation, exc) from exc
+
+    async def _arun(self, operation: str, plan: _Plan[T]) -> T:
+        try:
+            client = self._async_client()
+            call = next(plan)
+            while True:
+                call = plan.send(await self._acall(client, call))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        except _CAUGHT as exc:
+            raise self._fail(operation, exc) from exc
+
+    # -- sync face --------------------------------------------------------------------
+    def load(self, key: str) -> StoredSession | None:
+        """See :meth:`Store.load`: one HGETALL."""
+        return self._run("load", self._load(key))
+
+    def create(self, key: str, commit: Commit) -> bool:
+        """See :meth:`Store.create`: one script call (plus the index call on a cluster)."""
+        return self._run("create", self._create(key, commit))
+
+    def commit(self, key: str, commit: Commit) -> CommitResult:
+        """See :meth:`Store.commit`: one script call (plus the index call on a cluster)."""
+        return self._run("commit", self._commit(key, commit))
+
+    def rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
+        """See :meth:`Store.rotate`; atomic on a standalone server.
+
+        On a cluster the keys live in different slots, so rotation takes two steps:
+        a script turns the old hash into the tombstone and returns its fields, then
+        the merged session is created under ``new_key``. Between the two round trips
+        a concurrent commit on the old key follows the tombstone to a key that does
+        not exist yet and answers MISSING; a crash of the client or the new key's
+        master in that window loses the session (the user signs in again).
+        """
+        return self._run("rotate", self._rotate(old_key, new_key, commit, grace))
+
+    def delete(self, key: str) -> bool:
+        """See :meth:`Store.delete`; a tombstone is left alone and answers False."""
+        return self._run("delete", self._delete(key))
+
+    def list_user(self, user: str) -> list[StoredSession]:
+        """See :meth:`Store.list_user`; drops index entries that no longer match."""
+        return self._run("list_user", self._list_user(user))
+
+    def scan(self) -> Iterator[StoredSession]:
+        """See :meth:`Store.scan`: SCAN over every master. Administrative use only."""
+        pattern = _glob_escape(self.prefix) + "s:*"
+        try:
+            batch: list[str] = []
+            client = self._sync_client()
+            for skey in client.scan_iter(match=pattern, count=500):
+                batch.append(skey)
+                if len(batch) == 200:
+                    yield from self._fetch(client, batch)
+                    batch = []
+            yield from self._fetch(client, batch)
+        except _CAUGHT as exc:
+            raise self._fail("scan", exc) from exc
+
+    def _fetch(self, client: Any, skeys: list[str]) -> Iterator[StoredSession]:
+        cut = len(self._skey(""))
+        replies = self._call(client, ("pipeline", ([("hgetall", (k,)) for k in skeys],)))
+        for skey, fields in zip(skeys, replies, strict=True):
+            session = self._session(skey[cut:], fields)
+            if session is not None:
+                yield session
+
+    def purge_expired(self, limit: int = 1000) -> int:
+        """Return 0: Redis expires keys itself."""
+        return 0
+
+    def ping(self) -> None:
+        """See :meth:`Store.ping`: PING (every node of a cluster)."""
+        self._run("ping", self._ping())
+
+    def close(self) -> None:
+        """Close the sync client's connections (see :meth:`aclose` for the async face)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- async face ----------------------------------------------------------------------
+    async def aload(self, key: str) -> StoredSession | None:
+        """See :meth:`AsyncStore.aload`."""
+        return await self._arun("load", self._load(key))
+
+    async def acreate(self, key: str, commit: Commit) -> bool:
+        """See :meth:`AsyncStore.acreate`."""
+        return await self._arun("create", self._create(key, commit))
+
+    async def acommit(self, key: str, commit: Commit) -> CommitResult:
+        """See :meth:`AsyncStore.acommit`."""
+        return await self._arun("commit", self._commit(key, commit))
+
+    async def arotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
+        """See :meth:`AsyncStore.arotate` and :meth:`rotate`."""
+        return await self._arun("rotate", self._rotate(old_key, new_key, commit, grace))
+
+    async def adelete(self, key: str) -> bool:
+        """See :meth:`AsyncStore.adelete`."""
+        return await self._arun("delete", self._delete(key))
+
+    async def alist_user(self, user: str) -> list[StoredSession]:
+        """See :meth:`AsyncStore.alist_user`."""
+        return await self._arun("list_user", self._list_user(user))
+
+    async def apurge_expired(self, limit: int = 1000) -> int:
+        """Return 0: Redis expires keys itself."""
+        return 0
+
+    async def aping(self) -> None:
+        """See :meth:`AsyncStore.aping`."""
+        await self._arun("ping", self._ping())
+
+    async def aclose(self) -> None:
+        """Close both clients' connections."""
+        client, self._aclient = self._aclient, None
+        if client is not None:
+            await client.aclose()
+        self.close()
+
+
+__all__ = ["RedisStore"]

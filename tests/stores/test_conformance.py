@@ -1,0 +1,254 @@
+"""The store contract, tested once and run unchanged against every store and both faces.
+
+Each test is written against :class:`Face`, which hands out the store's sync
+methods (wrapped as coroutines, still running synchronously) or its ``a``-prefixed
+async twins, so one test body checks both faces of every store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from serversession.core.codec import SessionMeta, decode_meta, encode_meta, encode_meta_fields, encode_value
+from serversession.core.ids import new_session_id, storage_key
+from serversession.core.records import Commit, CommitResult, Outcome
+from serversession.stores.base import AsyncStore, Store
+
+pytestmark = pytest.mark.anyio
+
+
+class Face:
+    """One face of a store: ``await face.load(key)`` is ``store.load`` or ``store.aload``."""
+
+    def __init__(self, store: Any, is_async: bool) -> None:
+        self.store = store
+        self.is_async = is_async
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        if self.is_async:
+            return getattr(self.store, "a" + name)  # type: ignore[no-any-return]
+        method = getattr(self.store, name)
+
+        async def call(*args: Any) -> Any:
+            return method(*args)
+
+        return call
+
+
+@pytest.fixture(params=["sync", "async"])
+def face(request: pytest.FixtureRequest, astore: Any) -> Face:
+    return Face(astore, request.param == "async")
+
+
+def new_key() -> str:
+    return storage_key(new_session_id())
+
+
+def enc(key: str, value: Any) -> str:
+    return encode_value(key, value)
+
+
+def session_meta(user: str | None = None, now: float | None = None) -> SessionMeta:
+    now = time.time() if now is None else now
+    return SessionMeta(created_at=now, last_seen_at=now, user=user, user_agent="UA/1.0", ip="192.0.2.7",
+                       persistent=user is not None, csrf_secret="csrf-base")  # fmt: skip
+
+
+def fresh(data: dict[str, Any] | None = None, user: str | None = None, ttl: float = 60.0) -> Commit:
+    """A create commit, as the lifecycle builds one."""
+    now = time.time()
+    return Commit(
+        set_data={k: enc(k, v) for k, v in (data or {}).items()}, meta=encode_meta(session_meta(user, now)),
+        expires_at=now + ttl, index_user=user, absolute_at=now + 2 * ttl,
+    )  # fmt: skip
+
+
+async def created(face: Face, data: dict[str, Any] | None = None, user: str | None = None) -> str:
+    key = new_key()
+    assert await face.create(key, fresh(data, user)) is True
+    return key
+
+
+async def stored_data(face: Face, key: str) -> dict[str, Any]:
+    loaded = await face.load(key)
+    assert loaded is not None
+    return dict(loaded.data)
+
+
+def test_implements_both_protocols(store: Any) -> None:
+    assert isinstance(store, Store)
+    assert isinstance(store, AsyncStore)
+    assert store.kind
+
+
+async def test_load_missing_is_none(face: Face) -> None:
+    assert await face.load(new_key()) is None
+
+
+async def test_create_then_load_round_trip(face: Face) -> None:
+    key, commit = new_key(), fresh({"cart": [1, {"sku": "é"}], "n": 3}, user="alice")
+    assert await face.create(key, commit) is True
+    loaded = await face.load(key)
+    assert loaded is not None
+    assert loaded.key == key
+    assert dict(loaded.data) == {"cart": '[1,{"sku":"é"}]', "n": "3"}
+    assert loaded.meta == decode_meta(dict(commit.meta))
+    assert loaded.meta.user == "alice" and loaded.meta.persistent
+
+
+async def test_create_refuses_a_taken_key(face: Face) -> None:
+    key = await created(face, {"a": 1})
+    assert await face.create(key, fresh({"a": 2})) is False
+    assert await stored_data(face, key) == {"a": "1"}
+
+
+async def test_commit_merges_deltas(face: Face) -> None:
+    key = await created(face, {"a": 1, "b": 2})
+    assert (await face.commit(key, Commit(set_data={"a": enc("a", 10)}))).outcome is Outcome.OK
+    later = encode_meta_fields(last_seen_at=time.time() + 5)
+    result = await face.commit(key, Commit(set_data={"c": "3"}, unset_data=frozenset({"b"}), meta=later))
+    assert result.outcome is Outcome.OK
+    loaded = await face.load(key)
+    assert loaded is not None
+    assert dict(loaded.data) == {"a": "10", "c": "3"}
+    assert loaded.meta.last_seen_at == float(later["s"])
+    assert loaded.meta.user_agent == "UA/1.0"  # untouched meta fields stay
+
+
+async def test_commit_on_missing_never_resurrects(face: Face) -> None:
+    key = new_key()
+    result = await face.commit(key, Commit(set_data={"a": "1"}, meta=encode_meta(session_meta()),
+                                           expires_at=time.time() + 60))  # fmt: skip
+    assert result.outcome is Outcome.MISSING
+    assert await face.load(key) is None
+    assert await face.create(key, fresh({"b": 2})) is True  # nothing was left under the key
+    assert await stored_data(face, key) == {"b": "2"}
+
+
+async def test_expect_guard_is_compare_and_set(face: Face) -> None:
+    key = await created(face, {"n": 1})
+    ok = await face.commit(key, Commit(set_data={"n": "2"}, expect={"n": "1"}))
+    assert ok.outcome is Outcome.OK
+    stale = await face.commit(key, Commit(set_data={"n": "9", "other": "1"}, expect={"n": "1", "z": None}))
+    assert stale.outcome is Outcome.CONFLICT
+    assert dict(stale.current or {}) == {"n": "2", "z": None}
+    assert await stored_data(face, key) == {"n": "2"}  # a conflict writes nothing
+    absent = await face.commit(key, Commit(set_data={"z": "1"}, expect={"z": None}))
+    assert absent.outcome is Outcome.OK
+    again = await face.commit(key, Commit(set_data={"z": "2"}, expect={"z": None}))
+    assert again.outcome is Outcome.CONFLICT and dict(again.current or {}) == {"z": "1"}
+    assert await stored_data(face, key) == {"n": "2", "z": "1"}
+
+
+N = 50
+
+
+async def test_concurrent_cas_increments_lose_nothing(face: Face) -> None:
+    key = await created(face, {"n": 0})
+
+    def attempt(seen: str, result: CommitResult) -> str | None:
+        """None when done, else the fresher value to retry with."""
+        if result.outcome is Outcome.OK:
+            return None
+        assert result.outcome is Outcome.CONFLICT and result.current is not None
+        return result.current["n"]
+
+    def commit_for(seen: str) -> Commit:
+        return Commit(set_data={"n": str(int(seen) + 1)}, expect={"n": seen})
+
+    if face.is_async:
+        async def increment() -> None:
+            seen: str | None = "0"
+            while seen is not None:
+                seen = attempt(seen, await face.store.acommit(key, commit_for(seen)))
+
+        await asyncio.gather(*(increment() for _ in range(N)))
+    else:
+        def increment_sync(_: int) -> None:
+            seen: str | None = "0"
+            while seen is not None:
+                seen = attempt(seen, face.store.commit(key, commit_for(seen)))
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(increment_sync, range(N)))
+    assert await stored_data(face, key) == {"n": str(N)}
+
+
+async def test_expiry_is_honoured(astore: Any) -> None:
+    sync, async_ = Face(astore, False), Face(astore, True)
+    keys = [new_key(), new_key()]
+    for f, key in zip((sync, async_), keys, strict=True):
+        assert await f.create(key, fresh({"a": 1}, ttl=1.0)) is True
+        assert await f.load(key) is not None
+    time.sleep(1.2)  # one short sleep for both faces
+    for f in (sync, async_):
+        for key in keys:
+            assert await f.load(key) is None
+            assert (await f.commit(key, Commit(set_data={"a": "2"}))).outcome is Outcome.MISSING
+
+
+async def test_rotate_moves_the_session(face: Face) -> None:
+    old = await created(face, {"a": 1, "b": 2}, user="alice")
+    new, now = new_key(), time.time()
+    fields = encode_meta_fields(last_seen_at=now, ip="198.51.100.1", user="alice", persistent=True,
+                                csrf_secret="rotated")  # fmt: skip
+    commit = Commit(set_data={"c": "3"}, unset_data=frozenset({"b"}), meta=fields, expires_at=now + 60,
+                    index_user="alice", absolute_at=now + 120)  # fmt: skip
+    assert (await face.rotate(old, new, commit, 5.0)).outcome is Outcome.OK
+    loaded = await face.load(new)
+    assert loaded is not None
+    assert dict(loaded.data) == {"a": "1", "c": "3"}
+    assert (loaded.meta.ip, loaded.meta.csrf_secret, loaded.meta.user_agent) == ("198.51.100.1", "rotated", "UA/1.0")
+    assert await face.load(old) is None
+    moved = await face.commit(old, Commit(set_data={"d": "4"}))
+    assert (moved.outcome, moved.moved_to) == (Outcome.MOVED, new)
+    again = await face.rotate(old, new_key(), commit, 5.0)
+    assert (again.outcome, again.moved_to) == (Outcome.MOVED, new)
+    assert [s.key for s in await face.list_user("alice")] == [new]
+    assert (await face.rotate(new_key(), new_key(), commit, 5.0)).outcome is Outcome.MISSING
+
+
+async def test_delete_once(face: Face) -> None:
+    key = await created(face, {"a": 1})
+    assert await face.delete(key) is True
+    assert await face.delete(key) is False
+    assert await face.load(key) is None
+    assert (await face.commit(key, Commit(set_data={"a": "2"}))).outcome is Outcome.MISSING
+    assert await face.delete(new_key()) is False
+
+
+async def test_list_user_follows_the_index(face: Face) -> None:
+    a1, a2 = await created(face, {"i": 1}, "alice"), await created(face, {"i": 2}, "alice")
+    b1 = await created(face, {"i": 3}, "bob")
+    await created(face, {"i": 4})
+    assert sorted(s.key for s in await face.list_user("alice")) == sorted([a1, a2])
+    assert all(s.meta.user == "alice" for s in await face.list_user("alice"))
+    assert await face.delete(a1) is True
+    assert [s.key for s in await face.list_user("alice")] == [a2]
+    rebind = Commit(meta=encode_meta_fields(user="bob"), index_user="bob", absolute_at=time.time() + 60)
+    assert (await face.commit(a2, rebind)).outcome is Outcome.OK
+    assert await face.list_user("alice") == []
+    assert sorted(s.key for s in await face.list_user("bob")) == sorted([a2, b1])
+    assert await face.list_user("nobody") == []
+
+
+async def test_scan_sees_live_sessions(face: Face) -> None:
+    live = {await created(face, {"i": i}, "alice" if i else None) for i in range(3)}
+    gone, rotated, target = await created(face), await created(face), new_key()
+    assert await face.delete(gone) is True
+    commit = Commit(expires_at=time.time() + 60)
+    assert (await face.rotate(rotated, target, commit, 5.0)).outcome is Outcome.OK
+    found = {s.key: s for s in face.store.scan()}  # admin only: a sync iterator on every store
+    assert set(found) == live | {target}
+    assert all(s.meta.csrf_secret == "csrf-base" for s in found.values())
+
+
+async def test_ping_and_purge(face: Face) -> None:
+    await face.ping()
+    assert await face.purge_expired(10) >= 0
