@@ -165,7 +165,9 @@ def _add_headers(message: Message, result: SaveResult) -> None:
         headers.append((b"set-cookie", cookie.encode("latin-1")))
     if result.header_token is not None:
         headers.append((RESPONSE_HEADER.lower().encode(), result.header_token.encode("latin-1")))
-    headers.append((b"cache-control", b"no-store"))
+    if not any(name.lower() == b"cache-control" for name, _ in headers):
+        # A response that sets a session cookie must not be stored by shared caches.
+        headers.append((b"cache-control", b"no-store"))
     message["headers"] = headers
 
 

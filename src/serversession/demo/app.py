@@ -1,0 +1,187 @@
+"""Build the demo shop's Starlette app: sessions middleware, routes, error handling.
+
+:func:`create_app` wires the pieces: a store opened from its URL, an
+:class:`~serversession.AsyncSessionManager`, the
+:class:`~serversession.integrations.asgi.SessionMiddleware` (which also enforces
+CSRF), the JSON API (:mod:`.api`) and the pages (:mod:`.pages`).
+:func:`app_from_env` does the same from ``SERVERSESSION_*`` environment
+variables; it is the factory uvicorn imports in each worker process.
+
+Errors: the contract promises JSON ``{"error": ...}`` with a fitting status and
+never a traceback, so every exception class a handler may raise is mapped here.
+Paths under ``/api`` (and ``/healthz``) answer JSON; pages answer the error page.
+An unexpected exception still answers 500 ``{"error": "internal error"}`` (the
+traceback goes to the server log only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from ..core.config import SessionConfig
+from ..exceptions import (
+    ConcurrentUpdateError,
+    ConfigurationError,
+    SessionEndedError,
+    SessionError,
+    SessionTooLargeError,
+    StoreError,
+)
+from ..integrations.asgi import SessionMiddleware
+from ..manager import AsyncSessionManager
+from ..stores.url import DEFAULT_STORE_URL, open_store
+from . import api, pages
+from .accounts import Accounts
+from .audit import AuditLog
+from .shop import Demo, DemoError
+
+log = logging.getLogger("serversession.demo")
+
+#: Environment variables read by :func:`app_from_env` (and set by the server for its workers).
+ENV_STORE = "SERVERSESSION_STORE"
+ENV_IDLE_TIMEOUT = "SERVERSESSION_IDLE_TIMEOUT"
+ENV_ABSOLUTE_TIMEOUT = "SERVERSESSION_ABSOLUTE_TIMEOUT"
+ENV_SECRET_KEY = "SERVERSESSION_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
+DEFAULT_IDLE_TIMEOUT = SessionConfig.idle_timeout
+DEFAULT_ABSOLUTE_TIMEOUT = SessionConfig.absolute_timeout
+
+
+def create_app(
+    store: Any = DEFAULT_STORE_URL,
+    *,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    absolute_timeout: float = DEFAULT_ABSOLUTE_TIMEOUT,
+    secret_key: str | None = None,
+) -> Starlette:
+    """Return the demo app over ``store`` (a store URL or a store object).
+
+    Timeouts are seconds; ``secret_key`` (None: unsigned IDs) signs the cookie.
+    Raises :class:`~serversession.ConfigurationError` for a bad URL or setting.
+    """
+    if isinstance(store, str):
+        store = open_store(store)
+    # The demo serves plain http://, and a Secure cookie is never sent back over
+    # it: browsers make an exception for localhost, but Python's cookie jars
+    # (httpx, requests) do not, even for 127.0.0.1. So the demo turns Secure
+    # off, which also makes the cookie plain "session" (the __Host- prefix needs
+    # Secure). A production app behind TLS keeps the default cookie_secure=True.
+    config = SessionConfig(
+        cookie_secure=False,
+        idle_timeout=idle_timeout,
+        absolute_timeout=absolute_timeout,
+        secret_keys=[secret_key] if secret_key else (),
+    )
+    manager = AsyncSessionManager(store, config)
+    demo = Demo(store=store, manager=manager, accounts=Accounts(), audit=AuditLog())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await store.aclose()  # release connections; every session is already saved
+
+    app = Starlette(
+        routes=[
+            *api.routes,
+            *pages.routes,
+            Mount("/static", StaticFiles(packages=[("serversession.demo", "static")]), name="static"),
+        ],
+        middleware=[Middleware(SessionMiddleware, manager=manager)],
+        exception_handlers={
+            DemoError: on_demo_error,
+            HTTPException: on_http_error,
+            SessionError: on_session_error,
+            Exception: on_unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.demo = demo
+    return app
+
+
+def app_from_env(environ: Mapping[str, str] | None = None) -> Starlette:
+    """Build the app from ``SERVERSESSION_STORE``, ``..._IDLE_TIMEOUT``,
+    ``..._ABSOLUTE_TIMEOUT`` and ``..._SECRET_KEY`` (defaults: the SQLite file
+    ``serversession.sqlite3``, 1800 s, 43200 s, unsigned).
+
+    Raises :class:`~serversession.ConfigurationError` for a value that is not a number.
+    """
+    env = os.environ if environ is None else environ
+    return create_app(
+        env.get(ENV_STORE) or DEFAULT_STORE_URL,
+        idle_timeout=_seconds(env, ENV_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT),
+        absolute_timeout=_seconds(env, ENV_ABSOLUTE_TIMEOUT, DEFAULT_ABSOLUTE_TIMEOUT),
+        secret_key=env.get(ENV_SECRET_KEY) or None,
+    )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+
+
+# -- error handling --------------------------------------------------------------------
+
+def wants_json(request: Request) -> bool:
+    """API paths answer errors as JSON; pages answer the HTML error page."""
+    path = request.url.path
+    return path == "/healthz" or path == "/api" or path.startswith("/api/")
+
+
+def error_response(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """``{"error": message}`` for the API, the error page for a person."""
+    if not wants_json(request) and "session" in request.scope:
+        response: Response = pages.error_page(request, status, message)
+    else:
+        response = JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
+    response.headers.update(headers or {})
+    return response
+
+
+async def on_demo_error(request: Request, exc: Exception) -> Response:
+    """A request the shop refused (see :class:`DemoError`)."""
+    if not isinstance(exc, DemoError):
+        raise exc
+    return error_response(request, exc.status, exc.message)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (404 unknown path, 405 wrong method) in the demo's error format."""
+    if not isinstance(exc, HTTPException):
+        raise exc
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return error_response(request, exc.status_code, str(exc.detail).lower(), exc.headers)
+
+
+async def on_session_error(request: Request, exc: Exception) -> Response:
+    """Errors of the session layer raised inside a handler (store down, lost races)."""
+    if isinstance(exc, StoreError):
+        log.warning("session store failed in %s: %s", request.url.path, exc)
+        return error_response(request, 503, "session store unavailable, please retry", {"Retry-After": "1"})
+    if isinstance(exc, SessionTooLargeError):
+        return error_response(request, 413, "the session is full")
+    if isinstance(exc, (ConcurrentUpdateError, SessionEndedError)):
+        return error_response(request, 409, "the session changed meanwhile, please retry")
+    return error_response(request, 400, "the request could not be applied to the session")
+
+
+async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+    """Last resort: a bug. No traceback reaches the client."""
+    return JSONResponse({"error": "internal error"}, status_code=500)

@@ -1,0 +1,258 @@
+"""The demo's HTML pages: the same shop as :mod:`.api`, for a person with a browser.
+
+Pages are rendered on the server from the templates in ``templates/`` (Jinja2,
+autoescaped). Every form posts with a ``csrf_token`` field, which the session
+middleware checks before a handler runs, and every successful POST answers
+``303 See Other`` so a reload never repeats it.
+
+GET pages never store a session: they only read it, and the CSRF token they
+embed comes from a small pre-session cookie until the visitor does something
+that needs a session (adding to the cart, signing in).
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from jinja2 import Environment, PackageLoader
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..core.session import Session
+from ..integrations.asgi import get_session
+from . import catalog, shop
+from .api import demo_of
+from .devices import describe
+from .shop import DemoError
+
+templates = Environment(loader=PackageLoader("serversession.demo", "templates"), autoescape=True)
+
+#: Messages the pages show, by language (the templates hold the rest).
+MESSAGES = {
+    "expired": {
+        "en": "Your session expired. Please sign in again.",
+        "ru": "Ваш сеанс истёк. Пожалуйста, войдите снова.",
+    },
+    "bad_login": {"en": "Wrong username or password.", "ru": "Неверный логин или пароль."},
+}
+
+
+def message(key: str, language: str) -> str:
+    """A page message in ``language`` (English when there is no translation)."""
+    texts = MESSAGES[key]
+    return texts.get(language, texts["en"])
+
+
+def render(request: Request, name: str, http_status: int = 200, **context: Any) -> HTMLResponse:
+    """Render template ``name`` with the header's context (user, theme, cart badge, clock)."""
+    session = get_session(request)
+    settings = shop.settings_of(session)
+    page: dict[str, Any] = {
+        "theme": settings["theme"],
+        "language": settings["language"],
+        "user": session.user,
+        "csrf_token": session.csrf_token,
+        "cart_count": sum(shop.cart_of(session).values()),
+        "idle_remaining": idle_remaining(session),
+        "flash": message("expired", settings["language"]) if session.expired else None,
+    }
+    page.update(context)
+    html = templates.get_template(name).render(page)
+    return HTMLResponse(html, status_code=http_status, headers={"Cache-Control": "no-store"})
+
+
+def idle_remaining(session: Session) -> int | None:
+    """Whole seconds until the session times out if unused; None before it is stored.
+
+    Uses the deadline as loaded, which may be renewed by this very request: the
+    clock shown is never later than the truth.
+    """
+    if session.is_new:
+        return None
+    return max(0, int(session.idle_expires_at - time.time()))
+
+
+def error_page(request: Request, status: int, text: str) -> HTMLResponse:
+    """The error page with ``status`` and a safe message."""
+    return render(request, "error.html", status, status=status, message=text, active=None)
+
+
+def see_other(path: str) -> RedirectResponse:
+    """303 to a local path: the browser follows with a GET."""
+    return RedirectResponse(path, status_code=303)
+
+
+def safe_next(value: str | None) -> str:
+    """``value`` if it is a local path ("/cart"), else "/": no open redirects."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")) or len(value) > 200:
+        return "/"
+    if any(ord(c) < 0x20 or c == "\\" for c in value):
+        return "/"
+    return value
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """Read a urlencoded form (at most :data:`shop.MAX_BODY` bytes); first value per field."""
+    raw = await shop.read_body(request)
+    try:
+        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=50, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise DemoError(400, "the form could not be read") from None
+    return {name: values[0] for name, values in fields.items()}
+
+
+def money(amount: Decimal) -> str:
+    """Dollars with two decimals."""
+    return f"{amount:.2f}"
+
+
+def when(timestamp: float) -> str:
+    """A short UTC time for the sessions page."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+
+
+# -- GET pages ---------------------------------------------------------------------
+
+async def shop_page(request: Request) -> Response:
+    """The product grid."""
+    products = [
+        {"sku": p.sku, "name": p.name, "price": money(p.price), "description": p.description, "emoji": p.emoji}
+        for p in catalog.PRODUCTS
+    ]
+    return render(request, "shop.html", active="shop", products=products)
+
+
+async def cart_page(request: Request) -> Response:
+    """The cart with line totals."""
+    items = []
+    total = Decimal(0)
+    for sku, qty in shop.cart_of(get_session(request)).items():
+        product = catalog.find(sku)
+        if product is None:
+            continue
+        line = product.price * qty
+        total += line
+        items.append({"sku": sku, "name": product.name, "qty": qty,
+                      "price": money(product.price), "line_total": money(line)})
+    return render(request, "cart.html", active="cart", items=items, total=money(total))
+
+
+async def login_page(request: Request) -> Response:
+    """The sign-in form (a signed-in visitor goes on to ``next``)."""
+    next_path = safe_next(request.query_params.get("next"))
+    if get_session(request).user is not None:
+        return see_other(next_path)
+    return render(request, "login.html", active="login", next=next_path)
+
+
+async def settings_page(request: Request) -> Response:
+    """Theme and language."""
+    return render(request, "settings.html", active="settings")
+
+
+async def sessions_page(request: Request) -> Response:
+    """The user's active sessions and recent account events; sign-in required."""
+    session = get_session(request)
+    if session.user is None:
+        return signin_required(request, "/sessions")
+    demo = demo_of(request)
+    infos = await demo.manager.alist_sessions(session.user, current=session)
+    rows = [
+        {"id": i.handle, "current": i.current, "device": describe(i.user_agent), "ip": i.ip,
+         "created_at": when(i.created_at), "last_seen_at": when(i.last_seen_at), "user_agent": i.user_agent}
+        for i in infos
+    ]
+    events = [{"at": when(e.at), "text": e.text} for e in demo.audit.recent(session.user)]
+    return render(request, "sessions.html", active="sessions", sessions=rows, events=events)
+
+
+def signin_required(request: Request, next_path: str) -> Response:
+    """A page needs a signed-in user: after a timeout show the sign-in form with a note, else redirect."""
+    if get_session(request).expired:
+        return render(request, "login.html", active="login", next=next_path)
+    return see_other(f"/login?next={quote(next_path)}")
+
+
+# -- form posts ----------------------------------------------------------------------
+
+async def login_post(request: Request) -> Response:
+    """Sign in from the form; a wrong password shows the form again (401)."""
+    form = await read_form(request)
+    session = get_session(request)
+    next_path = safe_next(form.get("next"))
+    try:
+        await shop.login(demo_of(request), session, form.get("username", ""), form.get("password", ""))
+    except DemoError as exc:
+        if exc.status != 401:
+            raise
+        language = shop.settings_of(session)["language"]
+        return render(request, "login.html", 401, active="login", next=next_path,
+                      error=message("bad_login", language))
+    return see_other(next_path)
+
+
+async def logout_post(request: Request) -> Response:
+    """Sign out and go to the shop."""
+    shop.logout(demo_of(request), get_session(request))
+    return see_other("/")
+
+
+async def cart_add(request: Request) -> Response:
+    """Add a product from the shop grid."""
+    form = await read_form(request)
+    sku, qty = shop.parse_sku(form.get("sku")), shop.parse_qty(form.get("qty", "1"))
+    await shop.add_to_cart(get_session(request), sku, qty)
+    return see_other("/")
+
+
+async def cart_remove(request: Request) -> Response:
+    """Remove a product from the cart page."""
+    form = await read_form(request)
+    await shop.remove_from_cart(get_session(request), shop.parse_sku(form.get("sku")))
+    return see_other("/cart")
+
+
+async def settings_post(request: Request) -> Response:
+    """Save theme and language."""
+    form = await read_form(request)
+    changes = shop.parse_settings({k: v for k, v in form.items() if k != "csrf_token"})
+    await shop.update_settings(get_session(request), changes)
+    return see_other("/settings")
+
+
+async def end_session_post(request: Request) -> Response:
+    """End one of the user's other sessions."""
+    session = get_session(request)
+    if session.user is None:
+        return signin_required(request, "/sessions")
+    await shop.end_session(demo_of(request), session, request.path_params["handle"])
+    return see_other("/" if session.destroy_requested else "/sessions")
+
+
+async def revoke_others_post(request: Request) -> Response:
+    """Sign out everywhere else."""
+    session = get_session(request)
+    if session.user is None:
+        return signin_required(request, "/sessions")
+    await shop.revoke_others(demo_of(request), session)
+    return see_other("/sessions")
+
+
+routes = [
+    Route("/", shop_page, methods=["GET"]),
+    Route("/cart", cart_page, methods=["GET"]),
+    Route("/login", login_page, methods=["GET"]),
+    Route("/login", login_post, methods=["POST"]),
+    Route("/logout", logout_post, methods=["POST"]),
+    Route("/cart/add", cart_add, methods=["POST"]),
+    Route("/cart/remove", cart_remove, methods=["POST"]),
+    Route("/settings", settings_page, methods=["GET"]),
+    Route("/settings", settings_post, methods=["POST"]),
+    Route("/sessions", sessions_page, methods=["GET"]),
+    Route("/sessions/revoke-others", revoke_others_post, methods=["POST"]),
+    Route("/sessions/{handle}/end", end_session_post, methods=["POST"]),
+]

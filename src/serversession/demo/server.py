@@ -1,0 +1,124 @@
+"""Run the demo shop under uvicorn: what ``serversession demo`` calls.
+
+One worker runs the app in this process; several workers make uvicorn spawn
+processes that each build the app from ``SERVERSESSION_*`` environment variables
+(an app object cannot cross a process boundary), all sharing one listening
+socket and, through the store, their sessions.
+
+Ctrl-C and SIGTERM stop it cleanly: uvicorn finishes the requests in flight (so
+their sessions are saved), the store is closed, and :func:`serve` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import uvicorn
+
+from ..exceptions import ConfigurationError
+from .app import ENV_ABSOLUTE_TIMEOUT, ENV_IDLE_TIMEOUT, ENV_SECRET_KEY, ENV_STORE, create_app
+
+#: The factory each worker process imports when ``workers > 1``.
+APP_FACTORY = "serversession.demo.app:app_from_env"
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    store_url: str,
+    idle_timeout: float,
+    absolute_timeout: float,
+    workers: int,
+    secret_key: str | None,
+) -> None:
+    """Serve the demo on ``host:port`` until interrupted (timeouts in seconds).
+
+    Prints ``serversession demo serving on http://HOST:PORT (store: URL)`` once
+    it listens (the URL's password masked). Raises
+    :class:`~serversession.ConfigurationError` for a bad store URL or setting and
+    ``SystemExit`` if the server could not start (port taken).
+    """
+    if workers < 1:
+        raise ConfigurationError("workers must be at least 1")
+    shown_host = f"[{host}]" if ":" in host else host
+    banner = f"serversession demo serving on http://{shown_host}:{port} (store: {masked(store_url)})"
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+
+    if workers == 1:
+        app = create_app(
+            store_url, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, secret_key=secret_key
+        )
+        server = _AnnouncingServer(uvicorn.Config(app, lifespan="on", **options), banner)
+        with _interrupt_on_sigterm(), contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        if not server.started:
+            raise SystemExit("serversession demo: the server did not start (see the messages above)")
+        return
+
+    os.environ.update({
+        ENV_STORE: store_url,
+        ENV_IDLE_TIMEOUT: repr(float(idle_timeout)),
+        ENV_ABSOLUTE_TIMEOUT: repr(float(absolute_timeout)),
+    })
+    if secret_key:
+        os.environ[ENV_SECRET_KEY] = secret_key
+    else:
+        os.environ.pop(ENV_SECRET_KEY, None)
+    create_app(  # fail here, once, on a bad URL or setting rather than in every worker
+        store_url, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, secret_key=secret_key
+    )
+    print(banner, flush=True)
+    # uvicorn's supervisor handles SIGINT/SIGTERM itself and stops its workers.
+    uvicorn.run(APP_FACTORY, factory=True, workers=workers, **options)
+
+
+def masked(url: str) -> str:
+    """``url`` with any password replaced by ``***``, safe to print."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that prints the banner once its socket listens."""
+
+    def __init__(self, config: uvicorn.Config, banner: str) -> None:
+        super().__init__(config)
+        self.banner = banner
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            print(self.banner, flush=True)
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigterm() -> Iterator[None]:
+    """Make SIGTERM behave like Ctrl-C for the duration, so both stop cleanly.
+
+    uvicorn catches both signals to shut down gracefully, then re-raises the one
+    it caught once it is done. With SIGTERM's default action that would kill the
+    process at that point (exit status -15); as KeyboardInterrupt it lets
+    :func:`serve` return normally.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+__all__ = ["serve"]

@@ -1,0 +1,250 @@
+"""What the shop does, shared by the JSON API (:mod:`.api`) and the pages (:mod:`.pages`).
+
+Both faces take input in their own format (JSON, forms) and answer in their own
+(JSON, HTML), but sign-in, the cart, settings and the sessions list behave the
+same through either, so those rules are written once here. A rule broken by the
+client raises :class:`DemoError` with the HTTP status to answer; each face turns
+it into its own kind of error response.
+
+Session layout: ``session["cart"]`` is ``{sku: qty}``, ``session["settings"]`` is
+``{"theme": ..., "language": ...}``, and ``session.user`` is the signed-in name.
+Every change to the cart or settings goes through ``session.amodify`` (an atomic
+read-modify-write in the store), so concurrent requests never lose an update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+
+from ..core.session import Session
+from ..manager import AsyncSessionManager
+from . import catalog
+from .accounts import Accounts
+from .audit import AuditLog
+from .devices import describe
+
+#: Largest request body the demo reads (bytes); larger is answered 413.
+MAX_BODY = 16 * 1024
+MIN_QTY, MAX_QTY = 1, 99
+#: Most of one product a cart holds, however many times it is added.
+MAX_LINE_QTY = 999
+THEMES = ("light", "dark")
+LANGUAGES = ("en", "ru")
+DEFAULT_SETTINGS = {"theme": "light", "language": "en"}
+_FORM_QTY = re.compile(r"[0-9]{1,4}")
+
+
+class DemoError(Exception):
+    """A request the shop refuses: ``status`` is the HTTP status, ``message`` is safe to show."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Demo:
+    """Everything a request handler needs besides its session (kept on ``app.state.demo``)."""
+
+    store: Any
+    manager: AsyncSessionManager
+    accounts: Accounts
+    audit: AuditLog
+
+
+def iso(timestamp: float) -> str:
+    """Unix seconds as ISO-8601 UTC (``2025-01-31T12:00:00+00:00``)."""
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """Read the request body, refusing more than ``limit`` bytes (413).
+
+    ``Content-Length`` is checked first so a large upload is refused before it is
+    read; the count while reading covers chunked bodies and lying headers.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise DemoError(413, f"request body too large (limit {limit // 1024} KB)")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise DemoError(413, f"request body too large (limit {limit // 1024} KB)")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise DemoError(400, "the client went away mid-request") from exc
+    return b"".join(chunks)
+
+
+# -- input rules ----------------------------------------------------------------
+
+def parse_sku(value: object) -> str:
+    """Return ``value`` if it is the SKU of a product; 400 if not a string, 404 if unknown."""
+    if not isinstance(value, str) or not value:
+        raise DemoError(400, "sku must be a non-empty string")
+    if catalog.find(value) is None:
+        raise DemoError(404, f"no product with sku {value[:64]!r}")
+    return value
+
+
+def parse_qty(value: object) -> int:
+    """Return ``value`` as a quantity in 1..99; 400 otherwise (bools and floats too)."""
+    if isinstance(value, str) and _FORM_QTY.fullmatch(value.strip()):
+        value = int(value.strip())  # form fields are text; ASCII digits only ("²".isdigit() is True)
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_QTY <= value <= MAX_QTY:
+        raise DemoError(400, f"qty must be a whole number from {MIN_QTY} to {MAX_QTY}")
+    return value
+
+
+def parse_settings(changes: dict[str, Any]) -> dict[str, str]:
+    """Validate a partial settings change: only known keys with allowed values (else 400)."""
+    allowed = {"theme": THEMES, "language": LANGUAGES}
+    for key, value in changes.items():
+        if key not in allowed:
+            raise DemoError(400, f"unknown setting {key[:64]!r}; expected theme or language")
+        if not isinstance(value, str) or value not in allowed[key]:
+            raise DemoError(400, f"{key} must be one of: {', '.join(allowed[key])}")
+    return dict(changes)
+
+
+# -- reading the session ----------------------------------------------------------
+
+def cart_of(session: Session) -> dict[str, int]:
+    """A copy of the session's cart, keeping only well-formed lines."""
+    return clean_cart(session.get("cart"))
+
+
+def clean_cart(cart: Any) -> dict[str, int]:
+    """Well-formed lines (known SKU, positive int) of a stored cart value, as a new dict."""
+    if not isinstance(cart, dict):
+        return {}
+    return {
+        k: v for k, v in cart.items()
+        if catalog.find(k) is not None and isinstance(v, int) and not isinstance(v, bool) and v > 0
+    }
+
+
+def cart_view(cart: dict[str, int]) -> dict[str, Any]:
+    """The API's cart shape: ``{"items": {sku: qty}, "count": total quantity}``."""
+    return {"items": cart, "count": sum(cart.values())}
+
+
+def settings_of(session: Session) -> dict[str, str]:
+    """The session's settings with defaults filled in (invalid stored values ignored)."""
+    stored = session.get("settings")
+    settings = dict(DEFAULT_SETTINGS)
+    if isinstance(stored, dict):
+        for key, choices in (("theme", THEMES), ("language", LANGUAGES)):
+            if stored.get(key) in choices:
+                settings[key] = stored[key]
+    return settings
+
+
+def require_user(session: Session) -> str:
+    """Return the signed-in user; 401 when the session has none."""
+    if session.user is None:
+        raise DemoError(401, "not signed in")
+    return session.user
+
+
+# -- changing things ---------------------------------------------------------------
+
+class _LineFull(Exception):
+    """Raised inside a modify function: the cart line would pass MAX_LINE_QTY."""
+
+
+async def add_to_cart(session: Session, sku: str, qty: int) -> dict[str, int]:
+    """Add ``qty`` of ``sku`` atomically; return the cart as stored."""
+    def add(cart: Any) -> dict[str, int]:
+        cart = cart if isinstance(cart, dict) else {}
+        total = cart.get(sku, 0) + qty
+        if total > MAX_LINE_QTY:
+            raise _LineFull
+        return {**cart, sku: total}
+
+    try:
+        cart = await session.amodify("cart", add, {})
+    except _LineFull:
+        raise DemoError(400, f"a cart holds at most {MAX_LINE_QTY} of one product") from None
+    return clean_cart(cart)
+
+
+async def remove_from_cart(session: Session, sku: str) -> dict[str, int]:
+    """Remove ``sku`` from the cart atomically; return the cart as stored."""
+    if session.is_new:
+        return {}  # nothing stored, nothing to remove: don't create a session for it
+    cart = await session.amodify("cart", lambda c: {k: v for k, v in (c or {}).items() if k != sku}, {})
+    return clean_cart(cart)
+
+
+async def update_settings(session: Session, changes: dict[str, str]) -> dict[str, str]:
+    """Merge validated ``changes`` into the settings atomically; return them."""
+    def merge(current: Any) -> dict[str, str]:
+        base = current if isinstance(current, dict) else {}
+        return {**DEFAULT_SETTINGS, **base, **changes}
+
+    await session.amodify("settings", merge, {})
+    return settings_of(session)
+
+
+async def login(demo: Demo, session: Session, username: str, password: str) -> str:
+    """Sign in: check the password, bind the user, rotate the ID; return the new CSRF token.
+
+    401 on wrong credentials, with the same message whether or not the user exists.
+    """
+    # scrypt blocks for tens of milliseconds: keep it off the event loop.
+    if not await asyncio.to_thread(demo.accounts.verify, username, password):
+        raise DemoError(401, "wrong username or password")
+    session.user = username
+    session.rotate()  # defeats session fixation; the cart and settings come along
+    demo.audit.record(username, f"Signed in on {device_of(session)}" + _from_ip(session))
+    return session.csrf_token  # read after rotate(): the token changed with the ID
+
+
+def logout(demo: Demo, session: Session) -> None:
+    """End the session on the server (the response clears the cookie)."""
+    if session.user is not None and not session.is_new:
+        demo.audit.record(session.user, f"Signed out on {device_of(session)}")
+    session.destroy()
+
+
+async def end_session(demo: Demo, session: Session, handle: str) -> None:
+    """End one of the signed-in user's sessions by public handle; 404 if not theirs."""
+    user = require_user(session)
+    if handle == session.handle:
+        logout(demo, session)
+        return
+    infos = await demo.manager.alist_sessions(user)
+    target = next((i for i in infos if i.handle == handle), None)
+    if target is None or not await demo.manager.arevoke(user, handle):
+        raise DemoError(404, "no such session")
+    demo.audit.record(user, f"Ended the session on {describe(target.user_agent)} from {device_of(session)}")
+
+
+async def revoke_others(demo: Demo, session: Session) -> int:
+    """End all the user's sessions but this one; return how many ended."""
+    user = require_user(session)
+    ended = await demo.manager.arevoke_user(user, keep=session)
+    if ended:
+        noun = "session" if ended == 1 else "sessions"
+        demo.audit.record(user, f"Ended {ended} other {noun} from {device_of(session)}")
+    return ended
+
+
+def device_of(session: Session) -> str:
+    """The session's device as a person would name it ("Firefox on Windows")."""
+    return describe(session.meta.user_agent)
+
+
+def _from_ip(session: Session) -> str:
+    return f" from {session.meta.ip}" if session.meta.ip else ""

@@ -1,0 +1,55 @@
+"""The app factory and server helpers, in process: what a black box can't reach."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from serversession import ConfigurationError
+from serversession.demo.app import app_from_env, create_app
+from serversession.demo.server import masked
+
+
+async def boom(request: Request) -> Response:
+    raise RuntimeError("a bug with a secret in its message")
+
+
+@pytest.mark.parametrize("path", ["/api/boom", "/boom"])
+def test_a_bug_answers_500_json_without_traceback(path: str) -> None:
+    app = create_app("memory://")
+    app.router.routes.append(Route(path, boom))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get(path)
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error"}
+
+
+def test_settings_come_from_the_environment() -> None:
+    app = app_from_env({"SERVERSESSION_STORE": "memory://", "SERVERSESSION_IDLE_TIMEOUT": "60",
+                        "SERVERSESSION_ABSOLUTE_TIMEOUT": "120", "SERVERSESSION_SECRET_KEY": "k" * 32})
+    config = app.state.demo.manager.config
+    assert (config.idle_timeout, config.absolute_timeout, config.cookie_secure) == (60.0, 120.0, False)
+    assert config.cookie_name == "session" and config.signer is not None
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SERVERSESSION_STORE": "memory://", "SERVERSESSION_IDLE_TIMEOUT": "soon"},
+        {"SERVERSESSION_STORE": "nosuch://x"},
+        {"SERVERSESSION_IDLE_TIMEOUT": "100", "SERVERSESSION_ABSOLUTE_TIMEOUT": "10"},
+        {"SERVERSESSION_SECRET_KEY": "too-short"},
+    ],
+)
+def test_bad_settings_fail_at_start(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError):
+        app_from_env({"SERVERSESSION_STORE": "memory://", **env})
+
+
+def test_printed_store_urls_hide_passwords() -> None:
+    assert masked("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert masked("postgresql://app:hunter2@db/sessions") == "postgresql://app:***@db/sessions"
+    assert masked("sqlite:///x.sqlite3") == "sqlite:///x.sqlite3"
