@@ -18,7 +18,11 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PHONE_UA = (
@@ -140,7 +144,9 @@ def test_a_shopping_walk(browser: Browser, shop: DemoServer) -> None:
 
     phone_page.reload()
     expect(phone_page.locator("#signed-in-user")).to_have_count(0)
-    expect(phone_page.locator("#flash")).to_have_text("Your session expired. Please sign in again.")
+    expect(phone_page.locator("#flash")).to_have_text(
+        "Your session has ended (timed out or signed out elsewhere). Please sign in again."
+    )
     expect(phone_page.locator("#login-form")).to_be_visible()
     steps.shot(phone_page, "phone-signed-out")
 

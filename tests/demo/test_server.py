@@ -25,7 +25,10 @@ def test_idle_timeout_ends_the_session() -> None:
         time.sleep(3)
         error_of(client.get("/api/me"), 401)
         with bare(demo, cookie) as browser:  # a person coming back gets told why
-            assert "Your session expired. Please sign in again." in browser.get("/").text
+            assert (
+                "Your session has ended (timed out or signed out elsewhere). Please sign in again."
+                in browser.get("/").text
+            )
 
 
 def test_signed_cookies_with_a_secret_key() -> None:

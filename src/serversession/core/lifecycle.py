@@ -154,7 +154,7 @@ def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult
     """Plan: write what this request changed and say what the response carries."""
     if session.destroy_requested:
         if session.key is not None and (yield ("delete", (session.key,))):
-            yield _event(EventKind.DESTROYED, now, session.key, session.user, "logout")
+            yield _event(EventKind.DESTROYED, now, session.key, session.user, session.end_reason)
         return _ended(session)
     if session.key is None:
         if not (session.create_requested or session.has_changes or session.user is not None):
@@ -388,7 +388,7 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
     if result.outcome is not Outcome.OK:
         return _ended(session)
     session.session_id, session.key, session.meta = session_id, key, meta
-    yield _event(EventKind.ROTATED, now, key, meta.user, previous=old_key)
+    yield _event(EventKind.ROTATED, now, key, meta.user, session.end_reason, previous=old_key)
     return _issue(session, session_id, now)
 
 

@@ -83,6 +83,8 @@ class Session(MutableMapping[str, Any]):
         self.user_changed = False
         self.persistent_changed = False
         self.create_requested = False
+        #: Free text for the ROTATED / DESTROYED event of this request.
+        self.end_reason = ""
         self.manager: _Modifier | None = None
 
     # -- the mapping --------------------------------------------------------
@@ -144,20 +146,26 @@ class Session(MutableMapping[str, Any]):
         """The public handle (safe to show and log), or None before it is stored."""
         return public_handle(self.key) if self.key else None
 
-    def rotate(self) -> None:
+    def rotate(self, reason: str = "") -> None:
         """Give the session a new ID at the end of this request, keeping its data.
 
         Call at sign-in and at any change of privilege: the old ID stops working
         at once, which defeats session fixation. The CSRF token changes too; read
-        :attr:`csrf_token` after calling this to get the new one.
+        :attr:`csrf_token` after calling this to get the new one. ``reason`` is
+        carried by the ROTATED event (e.g. "signed in on Firefox on Linux").
         """
+        self.end_reason = reason
         self.rotate_requested = True
         self.create_requested = True
         self.meta = self.meta.with_changes(csrf_secret=secrets.token_urlsafe(32))
 
-    def destroy(self) -> None:
-        """End the session: its data is deleted from the store, the cookie cleared."""
+    def destroy(self, reason: str = "logout") -> None:
+        """End the session: its data is deleted from the store, the cookie cleared.
+
+        ``reason`` is carried by the DESTROYED event.
+        """
         self.destroy_requested = True
+        self.end_reason = reason
 
     def ensure_stored(self) -> None:
         """Store the session at the end of this request even if it holds no data.

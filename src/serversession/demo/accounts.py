@@ -46,8 +46,13 @@ def hash_password(password: str, salt: bytes | None = None) -> PasswordHash:
 
 def _scrypt(password: str, salt: bytes) -> bytes:
     return hashlib.scrypt(
-        password.encode("utf-8", "surrogatepass"), salt=salt, n=SCRYPT_N, r=SCRYPT_R,
-        p=SCRYPT_P, maxmem=SCRYPT_MAXMEM, dklen=DIGEST_BYTES,
+        password.encode("utf-8", "surrogatepass"),
+        salt=salt,
+        n=SCRYPT_N,
+        r=SCRYPT_R,
+        p=SCRYPT_P,
+        maxmem=SCRYPT_MAXMEM,
+        dklen=DIGEST_BYTES,
     )
 
 

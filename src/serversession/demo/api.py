@@ -87,13 +87,15 @@ async def session_info(request: Request) -> JSONResponse:
     """Start a session if there is none (the one GET that stores one) and describe it."""
     session = get_session(request)
     session.ensure_stored()
-    return reply({
-        "authenticated": session.user is not None,
-        "user": session.user,
-        "csrf_token": session.csrf_token,
-        "idle_expires_at": shop.iso(session.idle_expires_at),
-        "absolute_expires_at": shop.iso(session.absolute_expires_at),
-    })
+    return reply(
+        {
+            "authenticated": session.user is not None,
+            "user": session.user,
+            "csrf_token": session.csrf_token,
+            "idle_expires_at": shop.iso(session.idle_expires_at),
+            "absolute_expires_at": shop.iso(session.absolute_expires_at),
+        }
+    )
 
 
 async def login(request: Request) -> JSONResponse:
@@ -147,18 +149,22 @@ async def sessions(request: Request) -> JSONResponse:
     session = get_session(request)
     user = shop.require_user(session)
     infos = await demo_of(request).manager.alist_sessions(user, current=session)
-    return reply({"sessions": [
+    return reply(
         {
-            "id": info.handle,
-            "current": info.current,
-            "created_at": shop.iso(info.created_at),
-            "last_seen_at": shop.iso(info.last_seen_at),
-            "user_agent": info.user_agent,
-            "ip": info.ip,
-            "device": describe(info.user_agent),
+            "sessions": [
+                {
+                    "id": info.handle,
+                    "current": info.current,
+                    "created_at": shop.iso(info.created_at),
+                    "last_seen_at": shop.iso(info.last_seen_at),
+                    "user_agent": info.user_agent,
+                    "ip": info.ip,
+                    "device": describe(info.user_agent),
+                }
+                for info in infos
+            ]
         }
-        for info in infos
-    ]})
+    )
 
 
 async def end_session(request: Request) -> JSONResponse:

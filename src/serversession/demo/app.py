@@ -22,12 +22,13 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..core.config import SessionConfig
@@ -41,6 +42,7 @@ from ..exceptions import (
 )
 from ..integrations.asgi import SessionMiddleware
 from ..manager import AsyncSessionManager
+from ..observability import PrometheusMetrics, log_event
 from ..stores.url import DEFAULT_STORE_URL, open_store
 from . import api, pages
 from .accounts import Accounts
@@ -85,6 +87,14 @@ def create_app(
     )
     manager = AsyncSessionManager(store, config)
     demo = Demo(store=store, manager=manager, accounts=Accounts(), audit=AuditLog())
+    manager.add_listener(demo.audit.on_event)  # the sessions page's "recent activity"
+    manager.add_listener(log_event)  # one log line per lifecycle event, by public handle
+    metrics = PrometheusMetrics(CollectorRegistry())
+    metrics.attach(manager)
+
+    async def serve_metrics(request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -95,6 +105,7 @@ def create_app(
         routes=[
             *api.routes,
             *pages.routes,
+            Route("/metrics", serve_metrics),
             Mount("/static", StaticFiles(packages=[("serversession.demo", "static")]), name="static"),
         ],
         middleware=[Middleware(SessionMiddleware, manager=manager)],
@@ -137,6 +148,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 # -- error handling --------------------------------------------------------------------
+
 
 def wants_json(request: Request) -> bool:
     """API paths answer errors as JSON; pages answer the HTML error page."""

@@ -1,9 +1,10 @@
 """A short per-user list of recent account events ("Signed in on Chrome on Linux").
 
-Kept in this process's memory: the session store files sessions, not per-user
-history, so there is nowhere shared to put it yet. With several workers each
-keeps its own list, and a restart forgets it; a store-level event log will
-replace this. Only the newest :data:`MAX_EVENTS` per user are kept.
+Fed by the session manager's lifecycle events (:meth:`AuditLog.on_event` is a
+listener): sign-in (ROTATED), sign-out (DESTROYED), sessions ended from another
+device (REVOKED) and timeouts (EXPIRED), each with the reason text the shop gave.
+Kept in this process's memory: with several workers each keeps its own list,
+and a restart forgets it. Only the newest :data:`MAX_EVENTS` per user are kept.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core.events import EventKind, SessionEvent
+
 MAX_EVENTS = 20
+_DEFAULT_TEXT = {
+    EventKind.ROTATED: "Signed in",
+    EventKind.DESTROYED: "Signed out",
+    EventKind.REVOKED: "A session was ended",
+    EventKind.EXPIRED: "A session timed out",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +51,8 @@ class AuditLog:
         """Return ``user``'s remembered events, newest first."""
         with self._lock:
             return list(self._events.get(user, ()))
+
+    def on_event(self, event: SessionEvent) -> None:
+        """Listener: record sign-ins, sign-outs, revocations and timeouts of signed-in users."""
+        if event.user and event.kind in _DEFAULT_TEXT:
+            self.record(event.user, event.reason or _DEFAULT_TEXT[event.kind])

@@ -23,22 +23,28 @@ class Product:
 
 
 PRODUCTS: tuple[Product, ...] = (
-    Product("tea-sencha", "Sencha green tea", Decimal("12.50"),
-            "Fresh, grassy Japanese green tea, 100 g of loose leaves.", "🍵"),
-    Product("mug-classic", "Classic mug", Decimal("9.00"),
-            "A sturdy 350 ml stoneware mug that keeps your tea warm.", "☕"),
-    Product("cookie-box", "Butter cookies", Decimal("6.75"),
-            "A tin of crisp butter cookies, baked in small batches.", "🍪"),
-    Product("notebook-a5", "A5 notebook", Decimal("8.20"),
-            "Dotted pages, lay-flat binding, 160 pages of ideas.", "📓"),
-    Product("pen-fountain", "Fountain pen", Decimal("24.00"),
-            "A smooth steel-nib pen with a blue ink cartridge.", "🖋️"),
-    Product("plant-succulent", "Little succulent", Decimal("7.40"),
-            "Hard to kill, easy to love. Comes in a clay pot.", "🪴"),
-    Product("socks-warm", "Warm socks", Decimal("11.00"),
-            "Merino wool socks for long evenings of reading.", "🧦"),
-    Product("candle-cedar", "Cedar candle", Decimal("15.90"),
-            "A soy wax candle that smells like a walk in the woods.", "🕯️"),
+    Product(
+        "tea-sencha",
+        "Sencha green tea",
+        Decimal("12.50"),
+        "Fresh, grassy Japanese green tea, 100 g of loose leaves.",
+        "🍵",
+    ),
+    Product(
+        "mug-classic", "Classic mug", Decimal("9.00"), "A sturdy 350 ml stoneware mug that keeps your tea warm.", "☕"
+    ),
+    Product(
+        "cookie-box", "Butter cookies", Decimal("6.75"), "A tin of crisp butter cookies, baked in small batches.", "🍪"
+    ),
+    Product("notebook-a5", "A5 notebook", Decimal("8.20"), "Dotted pages, lay-flat binding, 160 pages of ideas.", "📓"),
+    Product("pen-fountain", "Fountain pen", Decimal("24.00"), "A smooth steel-nib pen with a blue ink cartridge.", "🖋️"),
+    Product(
+        "plant-succulent", "Little succulent", Decimal("7.40"), "Hard to kill, easy to love. Comes in a clay pot.", "🪴"
+    ),
+    Product("socks-warm", "Warm socks", Decimal("11.00"), "Merino wool socks for long evenings of reading.", "🧦"),
+    Product(
+        "candle-cedar", "Cedar candle", Decimal("15.90"), "A soy wax candle that smells like a walk in the woods.", "🕯️"
+    ),
 )
 
 _BY_SKU = {p.sku: p for p in PRODUCTS}

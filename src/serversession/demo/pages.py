@@ -34,8 +34,8 @@ templates = Environment(loader=PackageLoader("serversession.demo", "templates"),
 #: Messages the pages show, by language (the templates hold the rest).
 MESSAGES = {
     "expired": {
-        "en": "Your session expired. Please sign in again.",
-        "ru": "Ваш сеанс истёк. Пожалуйста, войдите снова.",
+        "en": "Your session has ended (timed out or signed out elsewhere). Please sign in again.",
+        "ru": "Ваш сеанс завершён (истёк или закрыт на другом устройстве). Пожалуйста, войдите снова.",
     },
     "bad_login": {"en": "Wrong username or password.", "ru": "Неверный логин или пароль."},
 }
@@ -117,6 +117,7 @@ def when(timestamp: float) -> str:
 
 # -- GET pages ---------------------------------------------------------------------
 
+
 async def shop_page(request: Request) -> Response:
     """The product grid."""
     products = [
@@ -136,8 +137,9 @@ async def cart_page(request: Request) -> Response:
             continue
         line = product.price * qty
         total += line
-        items.append({"sku": sku, "name": product.name, "qty": qty,
-                      "price": money(product.price), "line_total": money(line)})
+        items.append(
+            {"sku": sku, "name": product.name, "qty": qty, "price": money(product.price), "line_total": money(line)}
+        )
     return render(request, "cart.html", active="cart", items=items, total=money(total))
 
 
@@ -162,8 +164,15 @@ async def sessions_page(request: Request) -> Response:
     demo = demo_of(request)
     infos = await demo.manager.alist_sessions(session.user, current=session)
     rows = [
-        {"id": i.handle, "current": i.current, "device": describe(i.user_agent), "ip": i.ip,
-         "created_at": when(i.created_at), "last_seen_at": when(i.last_seen_at), "user_agent": i.user_agent}
+        {
+            "id": i.handle,
+            "current": i.current,
+            "device": describe(i.user_agent),
+            "ip": i.ip,
+            "created_at": when(i.created_at),
+            "last_seen_at": when(i.last_seen_at),
+            "user_agent": i.user_agent,
+        }
         for i in infos
     ]
     events = [{"at": when(e.at), "text": e.text} for e in demo.audit.recent(session.user)]
@@ -179,6 +188,7 @@ def signin_required(request: Request, next_path: str) -> Response:
 
 # -- form posts ----------------------------------------------------------------------
 
+
 async def login_post(request: Request) -> Response:
     """Sign in from the form; a wrong password shows the form again (401)."""
     form = await read_form(request)
@@ -190,8 +200,7 @@ async def login_post(request: Request) -> Response:
         if exc.status != 401:
             raise
         language = shop.settings_of(session)["language"]
-        return render(request, "login.html", 401, active="login", next=next_path,
-                      error=message("bad_login", language))
+        return render(request, "login.html", 401, active="login", next=next_path, error=message("bad_login", language))
     return see_other(next_path)
 
 

@@ -12,6 +12,7 @@ their sessions are saved), the store is closed, and :func:`serve` returns.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -47,14 +48,13 @@ def serve(
     """
     if workers < 1:
         raise ConfigurationError("workers must be at least 1")
+    _log_session_events()
     shown_host = f"[{host}]" if ":" in host else host
     banner = f"serversession demo serving on http://{shown_host}:{port} (store: {masked(store_url)})"
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
 
     if workers == 1:
-        app = create_app(
-            store_url, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, secret_key=secret_key
-        )
+        app = create_app(store_url, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, secret_key=secret_key)
         server = _AnnouncingServer(uvicorn.Config(app, lifespan="on", **options), banner)
         with _interrupt_on_sigterm(), contextlib.suppress(KeyboardInterrupt):
             server.run()
@@ -62,11 +62,13 @@ def serve(
             raise SystemExit("serversession demo: the server did not start (see the messages above)")
         return
 
-    os.environ.update({
-        ENV_STORE: store_url,
-        ENV_IDLE_TIMEOUT: repr(float(idle_timeout)),
-        ENV_ABSOLUTE_TIMEOUT: repr(float(absolute_timeout)),
-    })
+    os.environ.update(
+        {
+            ENV_STORE: store_url,
+            ENV_IDLE_TIMEOUT: repr(float(idle_timeout)),
+            ENV_ABSOLUTE_TIMEOUT: repr(float(absolute_timeout)),
+        }
+    )
     if secret_key:
         os.environ[ENV_SECRET_KEY] = secret_key
     else:
@@ -77,6 +79,17 @@ def serve(
     print(banner, flush=True)
     # uvicorn's supervisor handles SIGINT/SIGTERM itself and stops its workers.
     uvicorn.run(APP_FACTORY, factory=True, workers=workers, **options)
+
+
+def _log_session_events() -> None:
+    """Send the ``serversession`` logger's INFO lines (lifecycle events, by public
+    handle, never an ID) to stderr, so an operator sees sign-ins and revocations."""
+    logger = logging.getLogger("serversession")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def masked(url: str) -> str:

@@ -88,6 +88,7 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
 
 # -- input rules ----------------------------------------------------------------
 
+
 def parse_sku(value: object) -> str:
     """Return ``value`` if it is the SKU of a product; 400 if not a string, 404 if unknown."""
     if not isinstance(value, str) or not value:
@@ -119,6 +120,7 @@ def parse_settings(changes: dict[str, Any]) -> dict[str, str]:
 
 # -- reading the session ----------------------------------------------------------
 
+
 def cart_of(session: Session) -> dict[str, int]:
     """A copy of the session's cart, keeping only well-formed lines."""
     return clean_cart(session.get("cart"))
@@ -129,7 +131,8 @@ def clean_cart(cart: Any) -> dict[str, int]:
     if not isinstance(cart, dict):
         return {}
     return {
-        k: v for k, v in cart.items()
+        k: v
+        for k, v in cart.items()
         if catalog.find(k) is not None and isinstance(v, int) and not isinstance(v, bool) and v > 0
     }
 
@@ -159,12 +162,14 @@ def require_user(session: Session) -> str:
 
 # -- changing things ---------------------------------------------------------------
 
+
 class _LineFull(Exception):
     """Raised inside a modify function: the cart line would pass MAX_LINE_QTY."""
 
 
 async def add_to_cart(session: Session, sku: str, qty: int) -> dict[str, int]:
     """Add ``qty`` of ``sku`` atomically; return the cart as stored."""
+
     def add(cart: Any) -> dict[str, int]:
         cart = cart if isinstance(cart, dict) else {}
         total = cart.get(sku, 0) + qty
@@ -189,6 +194,7 @@ async def remove_from_cart(session: Session, sku: str) -> dict[str, int]:
 
 async def update_settings(session: Session, changes: dict[str, str]) -> dict[str, str]:
     """Merge validated ``changes`` into the settings atomically; return them."""
+
     def merge(current: Any) -> dict[str, str]:
         base = current if isinstance(current, dict) else {}
         return {**DEFAULT_SETTINGS, **base, **changes}
@@ -206,16 +212,15 @@ async def login(demo: Demo, session: Session, username: str, password: str) -> s
     if not await asyncio.to_thread(demo.accounts.verify, username, password):
         raise DemoError(401, "wrong username or password")
     session.user = username
-    session.rotate()  # defeats session fixation; the cart and settings come along
-    demo.audit.record(username, f"Signed in on {device_of(session)}" + _from_ip(session))
+    # Rotation defeats session fixation; the cart and settings come along. The
+    # reason travels in the ROTATED event, which the audit log listens to.
+    session.rotate(reason=f"Signed in on {device_of(session)}" + _from_ip(session))
     return session.csrf_token  # read after rotate(): the token changed with the ID
 
 
 def logout(demo: Demo, session: Session) -> None:
     """End the session on the server (the response clears the cookie)."""
-    if session.user is not None and not session.is_new:
-        demo.audit.record(session.user, f"Signed out on {device_of(session)}")
-    session.destroy()
+    session.destroy(reason=f"Signed out on {device_of(session)}")
 
 
 async def end_session(demo: Demo, session: Session, handle: str) -> None:
@@ -226,19 +231,16 @@ async def end_session(demo: Demo, session: Session, handle: str) -> None:
         return
     infos = await demo.manager.alist_sessions(user)
     target = next((i for i in infos if i.handle == handle), None)
-    if target is None or not await demo.manager.arevoke(user, handle):
+    reason = f"Ended the session on {describe(target.user_agent) if target else '?'} from {device_of(session)}"
+    if target is None or not await demo.manager.arevoke(user, handle, reason=reason):
         raise DemoError(404, "no such session")
-    demo.audit.record(user, f"Ended the session on {describe(target.user_agent)} from {device_of(session)}")
 
 
 async def revoke_others(demo: Demo, session: Session) -> int:
     """End all the user's sessions but this one; return how many ended."""
     user = require_user(session)
-    ended = await demo.manager.arevoke_user(user, keep=session)
-    if ended:
-        noun = "session" if ended == 1 else "sessions"
-        demo.audit.record(user, f"Ended {ended} other {noun} from {device_of(session)}")
-    return ended
+    reason = f"Signed out from another device ({device_of(session)})"
+    return await demo.manager.arevoke_user(user, keep=session, reason=reason)
 
 
 def device_of(session: Session) -> str:
