@@ -26,6 +26,8 @@ T = TypeVar("T")
 log = logging.getLogger("serversession")
 
 
+#: Async spelling of each store call, computed once rather than per call.
+_ASYNC_NAMES = {n: "a" + n for n in ("load", "create", "commit", "rotate", "delete", "list_user", "purge_expired")}
 Listener = Callable[[SessionEvent], Any]
 #: Called after every store call with (store kind, operation, seconds, error or None).
 StoreObserver = Callable[[str, str, float, BaseException | None], None]
@@ -60,7 +62,7 @@ async def run_async(
                     await emit(args[0])
                 result = None
             else:
-                result = await getattr(store, "a" + name)(*args)
+                result = await getattr(store, _ASYNC_NAMES.get(name) or "a" + name)(*args)
             name, args = plan.send(result)
     except StopIteration as done:
         value: T = done.value

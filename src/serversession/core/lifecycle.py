@@ -142,7 +142,7 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
         config,
         session_id=session_id,
         key=key,
-        data=dict(stored.data),
+        data=stored.data,
         meta=stored.meta,
         via_header=token.via_header,
         presented=True,

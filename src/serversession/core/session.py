@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import secrets
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..exceptions import SessionTooLargeError
@@ -54,7 +54,7 @@ class Session(MutableMapping[str, Any]):
         *,
         session_id: str | None,
         key: str | None,
-        data: dict[str, str],
+        data: Mapping[str, str],
         meta: SessionMeta,
         via_header: bool = False,
         presented: bool = False,

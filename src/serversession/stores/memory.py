@@ -16,18 +16,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from ..core.codec import decode_meta
+from ..core.codec import SessionMeta, decode_meta
 from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome, StoredSession, apply_commit
 
 
 class _Entry:
-    __slots__ = ("data", "expires_at", "meta", "moved_to")
+    """One stored session. ``data`` and ``meta`` are replaced, never mutated in
+    place (copy-on-write), so a loaded session can share them without a copy."""
+
+    __slots__ = ("data", "decoded", "expires_at", "meta", "moved_to")
 
     def __init__(self, data: dict[str, str], meta: dict[str, str], expires_at: float) -> None:
         self.data = data
         self.meta = meta
         self.expires_at = expires_at
         self.moved_to: str | None = None
+        self.decoded: SessionMeta | None = None
+
+    def stored(self, key: str) -> StoredSession:
+        if self.decoded is None:
+            self.decoded = decode_meta(self.meta)
+        return StoredSession(key, self.data, self.decoded)
 
 
 class MemoryStore:
@@ -95,7 +104,7 @@ class MemoryStore:
             entry = self._live(key, self._clock())
             if entry is None or entry.moved_to is not None:
                 return None
-            return StoredSession(key, dict(entry.data), decode_meta(entry.meta))
+            return entry.stored(key)
 
     def create(self, key: str, commit: Commit) -> bool:
         """See :meth:`Store.create`."""
@@ -118,9 +127,11 @@ class MemoryStore:
                 return MISSING
             if entry.moved_to is not None:
                 return CommitResult(Outcome.MOVED, moved_to=entry.moved_to)
-            conflict = apply_commit(entry.data, entry.meta, commit)
+            data, meta = dict(entry.data), dict(entry.meta)
+            conflict = apply_commit(data, meta, commit)
             if conflict is not None:
                 return conflict
+            entry.data, entry.meta, entry.decoded = data, meta, None
             if commit.expires_at is not None:
                 self._schedule(key, entry, commit.expires_at)
             self._index(key, commit.index_user)
@@ -167,7 +178,7 @@ class MemoryStore:
                 if entry is None or entry.meta.get("u") != user:
                     self._users[user].discard(key)
                     continue
-                found.append(StoredSession(key, dict(entry.data), decode_meta(entry.meta)))
+                found.append(entry.stored(key))
             return found
 
     def scan(self) -> Iterator[StoredSession]:
@@ -176,7 +187,7 @@ class MemoryStore:
         with self._lock:
             items = [(k, e) for k, e in self._entries.items() if e.moved_to is None and e.expires_at > now]
         for key, entry in items:
-            yield StoredSession(key, dict(entry.data), decode_meta(entry.meta))
+            yield entry.stored(key)
 
     def purge_expired(self, limit: int = 1000) -> int:
         """See :meth:`Store.purge_expired`."""
