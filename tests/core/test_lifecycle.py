@@ -267,3 +267,17 @@ def test_session_cookie_defaults_are_safe(manager: SessionManager) -> None:
     for attribute in ("Path=/", "HttpOnly", "Secure", "SameSite=Lax"):
         assert attribute in cookie
     assert "Domain" not in cookie and "Max-Age" not in cookie
+
+
+def test_saving_twice_writes_only_new_changes_and_rotates_once(manager: SessionManager, store: CountingStore) -> None:
+    s, sid = start(manager, a=1)
+    s = manager.load(token(sid))
+    s["b"] = 2
+    s.rotate()
+    first = cookie_of(manager.save(s))
+    store.calls.clear()
+    assert manager.save(s).set_cookies == () and store.calls == []
+    s["c"] = 3
+    manager.save(s)
+    assert store.calls == ["commit"]
+    assert dict(manager.load(token(first))) == {"a": 1, "b": 2, "c": 3}

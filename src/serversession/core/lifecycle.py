@@ -97,6 +97,11 @@ def is_expired(config: SessionConfig, meta: SessionMeta, now: float) -> bool:
     return now >= deadlines(config, meta)[0]
 
 
+def renewal_due(config: SessionConfig, meta: SessionMeta, now: float) -> bool:
+    """Whether a request at ``now`` must push the idle deadline forward (one write)."""
+    return now - meta.last_seen_at >= config.renew_after
+
+
 def new_session(
     config: SessionConfig,
     token: IncomingToken,
@@ -170,6 +175,7 @@ def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult
         return _ended(session)
     if moved:
         return NOTHING  # rotated meanwhile: the rotating response carries the new ID
+    session.settle(now if commit.expires_at is not None else None)
     if commit.expires_at is not None and not (commit.set_data or commit.unset_data):
         yield _event(EventKind.RENEWED, now, session.key, session.user)
     if session.persistent and (commit.expires_at is not None or session.persistent_changed):
@@ -288,7 +294,7 @@ def _expires_at(config: SessionConfig, meta: SessionMeta, now: float) -> float:
 def _commit_for(session: Session, now: float, ip: str | None) -> Commit | None:
     config = session.config
     to_set, unset = session.delta()
-    renew = bool(to_set or unset) or now - session.meta.last_seen_at >= config.renew_after
+    renew = bool(to_set or unset) or renewal_due(config, session.meta, now)
     if not (renew or session.user_changed or session.persistent_changed):
         return None
     meta: dict[str, str] = {}
@@ -343,6 +349,7 @@ def _create(session: Session, now: float) -> Plan[SaveResult]:
         key = storage_key(session_id)
         if (yield ("create", (key, commit))):
             session.session_id, session.key, session.meta = session_id, key, meta
+            session.settle(None)
             yield _event(EventKind.CREATED, now, key, meta.user)
             return _issue(session, session_id, now, clear_pre_csrf=True)
     raise StoreError("could not create a session under a fresh key", operation="create")
@@ -388,6 +395,7 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
     if result.outcome is not Outcome.OK:
         return _ended(session)
     session.session_id, session.key, session.meta = session_id, key, meta
+    session.settle(None)
     yield _event(EventKind.ROTATED, now, key, meta.user, session.end_reason, previous=old_key)
     return _issue(session, session_id, now)
 

@@ -281,6 +281,24 @@ class Session(MutableMapping[str, Any]):
         self._deleted.discard(key)
         self._sizes.pop(key, None)
 
+    def settle(self, renewed_at: float | None) -> None:
+        """Take what was just saved as the new baseline and clear this request's requests.
+
+        Called by the lifecycle after a successful write, so saving the same
+        object again writes only what changed since (and never rotates twice).
+        """
+        to_set, unset = self.delta()
+        base = {k: v for k, v in self.base.items() if k not in unset}
+        base.update(to_set)
+        self.base = base
+        self._dirty.clear()
+        self._deleted.clear()
+        self._sizes.clear()
+        self.rotate_requested = self.create_requested = False
+        self.user_changed = self.persistent_changed = False
+        if renewed_at is not None:
+            self.meta = self.meta.with_changes(last_seen_at=renewed_at)
+
     def delta(self) -> tuple[dict[str, str], frozenset[str]]:
         """Return (keys to set with their encoded text, keys to delete).
 

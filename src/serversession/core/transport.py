@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from .config import SessionConfig
 from .ids import is_well_formed
 
-#: Cookie headers longer than this are not parsed (a 10 KB cookie is an attack, not a session).
-MAX_COOKIE_HEADER = 8192
+#: Cookie headers longer than this are not parsed at all (servers cap headers lower anyway).
+MAX_COOKIE_HEADER = 65536
 AUTH_SCHEME = "session"
 #: Response header that hands an API client its (new) session ID.
 RESPONSE_HEADER = "Session-Id"

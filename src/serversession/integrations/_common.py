@@ -7,12 +7,16 @@ make the same decisions with the same words.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from http import HTTPStatus
 from urllib.parse import parse_qs
 
 from ..core import csrf
 from ..core.config import SessionConfig
 from ..core.events import EventKind, SessionEvent
+from ..core.lifecycle import SaveResult
 from ..core.session import Session
+from ..core.transport import RESPONSE_HEADER
 
 #: Largest form body read to find a ``csrf_token`` field (bytes); larger gets 413.
 MAX_FORM_BODY = 1024 * 1024
@@ -21,10 +25,18 @@ STORE_DOWN_MESSAGE = "session store unavailable, please retry"
 
 
 def csrf_required(config: SessionConfig, method: str, path: str) -> bool:
-    """Whether a request needs a CSRF token: unsafe method, not an exempt path."""
+    """Whether a request needs a CSRF token: unsafe method, not under an exempt path.
+
+    Exempt paths match whole segments: ``/webhook`` exempts ``/webhook`` and
+    ``/webhook/github``, not ``/webhook-admin``.
+    """
     if not config.csrf or method.upper() in csrf.SAFE_METHODS:
         return False
-    return not any(path.startswith(prefix) for prefix in config.csrf_exempt_paths)
+    for prefix in config.csrf_exempt_paths:
+        base = prefix.rstrip("/")
+        if path == base or path.startswith(base + "/"):
+            return False
+    return True
 
 
 def token_from_form(body: bytes) -> str | None:
@@ -57,3 +69,28 @@ def error_body(message: str) -> bytes:
 def csrf_message(reason: str) -> str:
     """Human text for a CSRF failure reason."""
     return "CSRF token missing" if reason == "missing" else "CSRF token invalid"
+
+
+def response_headers(result: SaveResult, existing: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """The headers a save adds to a response: ``Set-Cookie``, ``Session-Id``, ``Cache-Control``.
+
+    Empty when the save changed nothing the client holds. A response that hands
+    out a session ID is marked ``no-store`` so no shared cache replays it, unless
+    the app already chose a ``Cache-Control`` (``existing`` header names).
+    """
+    if not result.set_cookies and result.header_token is None:
+        return []
+    headers = [("Set-Cookie", cookie) for cookie in result.set_cookies]
+    if result.header_token is not None:
+        headers.append((RESPONSE_HEADER, result.header_token))
+    if not any(name.lower() == "cache-control" for name in existing):
+        headers.append(("Cache-Control", "no-store"))
+    return headers
+
+
+def error_headers(status: int, body: bytes) -> list[tuple[str, str]]:
+    """Headers of a JSON error response from :func:`error_body` (503 gets ``Retry-After: 1``)."""
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    if status == HTTPStatus.SERVICE_UNAVAILABLE:
+        headers.append(("Retry-After", "1"))
+    return headers

@@ -24,7 +24,7 @@ from typing import Any
 from ..core.config import SessionConfig
 from ..core.lifecycle import SaveResult
 from ..core.session import Session
-from ..core.transport import RESPONSE_HEADER, client_ip
+from ..core.transport import client_ip
 from ..exceptions import StoreError
 from ..manager import AsyncSessionManager
 from ..stores.url import open_store
@@ -37,6 +37,7 @@ from ._common import (
     csrf_message,
     csrf_required,
     error_body,
+    response_headers,
     token_from_form,
 )
 
@@ -145,30 +146,30 @@ class SessionMiddleware:
         return send_wrapper
 
 
+_WANTED = frozenset({"cookie", "authorization", "user-agent", "x-forwarded-for", "x-csrf-token", "content-type"})
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     found: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", ()):
         name = raw_name.decode("latin-1").lower()
-        if (
-            name in ("cookie", "authorization", "user-agent", "x-forwarded-for", "x-csrf-token", "content-type")
-            and name not in found
-        ):
-            found[name] = raw_value.decode("latin-1")
+        if name not in _WANTED:
+            continue
+        value = raw_value.decode("latin-1")
+        if name == "cookie" and name in found:
+            found[name] += "; " + value  # HTTP/2 may split cookies over several fields
+        elif name not in found:
+            found[name] = value
     return found
 
 
 def _add_headers(message: Message, result: SaveResult) -> None:
-    if not result.set_cookies and result.header_token is None:
-        return
     headers = list(message.get("headers", ()))
-    for cookie in result.set_cookies:
-        headers.append((b"set-cookie", cookie.encode("latin-1")))
-    if result.header_token is not None:
-        headers.append((RESPONSE_HEADER.lower().encode(), result.header_token.encode("latin-1")))
-    if not any(name.lower() == b"cache-control" for name, _ in headers):
-        # A response that sets a session cookie must not be stored by shared caches.
-        headers.append((b"cache-control", b"no-store"))
-    message["headers"] = headers
+    names = [name.decode("latin-1") for name, _ in headers]
+    added = response_headers(result, names)
+    if added:
+        headers.extend((name.lower().encode(), value.encode("latin-1")) for name, value in added)
+        message["headers"] = headers
 
 
 async def _send_error(send: Send, status: int, message: str) -> None:

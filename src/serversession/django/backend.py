@@ -1,0 +1,272 @@
+"""The Django session engine: Django's session API over the serversession lifecycle.
+
+Django's own ``SessionMiddleware`` keeps managing the cookie, so the Django
+``session_key`` *is* our session ID (the store only ever sees its SHA-256), and
+every ``SESSION_COOKIE_*`` setting, ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` and
+``SESSION_SAVE_EVERY_REQUEST`` behave as Django documents them. The mapping:
+
+* ``load()``: one store read, on first access (Django loads lazily). A key the
+  store does not know gives an empty session whose key becomes None: saving it
+  creates a new server-made ID (strict mode; never the client's).
+* ``save()``: a delta commit of the keys this request changed (concurrent
+  requests changing different keys both keep theirs); the session is bound to
+  the signed-in user (``_auth_user_id``) so it can be listed and revoked.
+  Raises ``UpdateError`` (Django answers 400) when the session was ended meanwhile.
+* ``cycle_key()`` (``login()``): a rotation, carried out when the response saves
+  the session; ``session_key`` shows the new ID from then on. The old ID dies.
+* ``flush()`` (``logout()``): the stored session is deleted at once.
+* ``set_expiry()`` / ``get_expiry_age()``: Django's cookie-side expiry, unchanged
+  (``set_expiry(0)`` gives a browser-session cookie). On the server a session
+  ends at the idle timeout (``SESSION_COOKIE_AGE``) or the absolute timeout,
+  whichever comes first; ``set_expiry`` can shorten the cookie, never stretch
+  the server-side lifetime.
+* ``clear_expired()`` (``manage.py clearsessions``): purges expired sessions
+  (a no-op on stores with native expiry such as Redis).
+* Added: ``modify(key, fn, default)`` (atomic read-modify-write) and ``raw``
+  (the underlying :class:`~serversession.Session`).
+
+Settings: ``SERVERSESSION_STORE`` (URL, default ``sqlite:///serversession.sqlite3``),
+``SERVERSESSION_CONFIG`` (optional dict of :class:`SessionConfig` fields). The
+idle timeout is ``SESSION_COOKIE_AGE``; the absolute timeout defaults to the
+larger of that and 12 h. Values are JSON (Django's default serializer too);
+``SESSION_SERIALIZER`` is not consulted. Django's CSRF middleware stays in
+charge of CSRF.
+
+The user agent and client IP kept with each session come from Django's
+``request_started`` signal (the engine is never handed the request).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.core.signals import request_finished, request_started
+
+from ..core.config import SessionConfig
+from ..core.lifecycle import renewal_due
+from ..core.session import Session
+from ..core.transport import IncomingToken, client_ip, session_id_from_token, token_for_client
+from ..manager import SessionManager
+from ..stores.url import DEFAULT_STORE_URL, open_store
+
+T = TypeVar("T")
+
+#: ``django.contrib.auth.SESSION_KEY``: where Django keeps the signed-in user's ID.
+AUTH_USER_KEY = "_auth_user_id"
+
+_managers: dict[tuple[Any, ...], SessionManager] = {}
+_managers_lock = threading.Lock()
+# (user agent, peer address, X-Forwarded-For) of the request this thread or task serves.
+_client: ContextVar[tuple[str, str | None, str | None]] = ContextVar(
+    "serversession_django_client", default=("", None, None)
+)
+
+
+def get_manager() -> SessionManager:
+    """The :class:`SessionManager` built from the current Django settings (one per distinct settings).
+
+    Raises :class:`~serversession.exceptions.ConfigurationError` for a bad
+    ``SERVERSESSION_STORE`` or ``SERVERSESSION_CONFIG``.
+    """
+    store = getattr(settings, "SERVERSESSION_STORE", None) or DEFAULT_STORE_URL
+    options = dict(getattr(settings, "SERVERSESSION_CONFIG", None) or {})
+    idle = float(settings.SESSION_COOKIE_AGE)
+    cache_key = (store if isinstance(store, str) else id(store), idle, repr(sorted(options.items())))
+    manager = _managers.get(cache_key)
+    if manager is None:
+        with _managers_lock:
+            manager = _managers.get(cache_key)
+            if manager is None:
+                fields: dict[str, Any] = {
+                    "idle_timeout": idle,
+                    "absolute_timeout": max(idle, SessionConfig.absolute_timeout),
+                    "csrf": False,  # Django's CsrfViewMiddleware does this job
+                    "header_transport": False,  # Django reads the session cookie only
+                    **options,
+                }
+                backend = open_store(store) if isinstance(store, str) else store
+                manager = _managers[cache_key] = SessionManager(backend, SessionConfig(**fields))
+    return manager
+
+
+def _remember_client(sender: Any, environ: dict[str, Any] | None = None, scope: dict[str, Any] | None = None,
+                     **kwargs: Any) -> None:  # fmt: skip
+    if environ is not None:
+        _client.set((environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR"),
+                     environ.get("HTTP_X_FORWARDED_FOR")))  # fmt: skip
+    elif scope is not None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        peer = scope.get("client")
+        _client.set((headers.get("user-agent", ""), peer[0] if peer else None, headers.get("x-forwarded-for")))
+
+
+def _forget_client(sender: Any, **kwargs: Any) -> None:
+    _client.set(("", None, None))
+
+
+request_started.connect(_remember_client, dispatch_uid="serversession.django.client")
+request_finished.connect(_forget_client, dispatch_uid="serversession.django.client.end")
+
+
+class SessionStore(SessionBase):  # type: ignore[misc]
+    """``SESSION_ENGINE = "serversession.django"``: see the module docs for the mapping."""
+
+    # Set by Django's base class (a property) and on first load; declared for mypy only.
+    _session_key: str | None
+    _session_cache: Session
+
+    def __init__(self, session_key: str | None = None) -> None:
+        self._manager = get_manager()
+        self._ip: str | None = None
+        super().__init__(session_key)
+
+    # -- keys and loading ------------------------------------------------------
+    def _validate_session_key(self, key: Any) -> bool:
+        # Garbage (wrong shape or signature) is dropped before any store round trip.
+        return isinstance(key, str) and session_id_from_token(self._manager.config, key) is not None
+
+    def _open(self, key: str | None) -> Session:
+        manager = self._manager
+        user_agent, peer, forwarded_for = _client.get()
+        self._ip = client_ip(manager.config, peer, forwarded_for)
+        ours = manager.load(IncomingToken(key, via_header=False), user_agent=user_agent, ip=self._ip)
+        if key is not None:
+            if ours.is_new:
+                self._session_key = None  # strict mode: the client's key is never adopted
+            elif renewal_due(manager.config, ours.meta, manager.clock()):
+                # Django saves only modified sessions; this one's idle deadline is due for renewal.
+                self.modified = True
+        return ours
+
+    def _get_session(self, no_load: bool = False) -> Session:
+        self.accessed = True
+        try:
+            cached: Session = self._session_cache
+            return cached
+        except AttributeError:
+            pass
+        ours = self._open(None if no_load else self.session_key)
+        self._session_cache = ours
+        return ours
+
+    _session = property(_get_session)
+
+    async def _aget_session(self, no_load: bool = False) -> Session:
+        self.accessed = True
+        try:
+            cached: Session = self._session_cache
+            return cached
+        except AttributeError:
+            pass
+        ours: Session = await sync_to_async(self._get_session)(no_load)
+        return ours
+
+    def preload(self) -> None:
+        """Load the session now rather than on first use (raises StoreError if the store is down)."""
+        accessed = self.accessed
+        self._get_session()
+        self.accessed = accessed
+
+    @property
+    def raw(self) -> Session:
+        """The underlying :class:`~serversession.Session` (loaded on first use)."""
+        return self._get_session()
+
+    def load(self) -> Session:
+        """Load the session under ``session_key`` (a fresh one if the store does not know it)."""
+        return self._open(self.session_key)
+
+    def exists(self, session_key: str) -> bool:
+        """Whether the store holds a live session under ``session_key`` (one store read)."""
+        return not self._manager.load(IncomingToken(session_key, via_header=False)).is_new
+
+    # -- writing -----------------------------------------------------------------
+    def create(self) -> None:
+        """Store the current data under a brand-new key now."""
+        current = self._get_session()
+        fresh = self._open(None)
+        for key, value in current.items():
+            fresh[key] = value
+        fresh.persistent = current.persistent
+        self._session_cache = fresh
+        self._session_key = None
+        self.save(must_create=True)
+        self.modified = True
+
+    def save(self, must_create: bool = False) -> None:
+        """Commit this request's changes (creating the session if needed) and update ``session_key``.
+
+        Raises ``CreateError`` when ``must_create`` and the session exists,
+        ``UpdateError`` when it was ended meanwhile, and
+        :class:`~serversession.exceptions.StoreError` when the store fails.
+        """
+        ours = self._get_session(no_load=must_create)
+        if must_create and not ours.is_new:
+            raise CreateError
+        user = ours.get(AUTH_USER_KEY)
+        ours.user = None if user is None else str(user)
+        ours.persistent = not self.get_expire_at_browser_close()
+        ours.ensure_stored()
+        result = self._manager.save(ours, ip=self._ip)
+        if result.ended or ours.session_id is None:
+            raise UpdateError
+        self._session_key = token_for_client(self._manager.config, ours.session_id)
+        self._session_cache = ours  # the lifecycle settled it: a later save writes only later changes
+
+    def delete(self, session_key: str | None = None) -> None:
+        """Delete the session under ``session_key`` (default: this one) from the store now."""
+        if session_key is None or session_key == self.session_key:
+            if self.session_key is None:
+                return
+            target = self._get_session()
+        else:
+            target = self._manager.load(IncomingToken(session_key, via_header=False))
+        target.destroy()
+        self._manager.save(target, ip=self._ip)
+
+    def clear(self) -> None:
+        """Delete every key; the session itself lives on (see :meth:`flush`)."""
+        self._get_session().clear()
+        self.accessed = self.modified = True
+
+    def flush(self) -> None:
+        """End the session now (``logout()``): deleted from the store, key gone."""
+        self.delete()
+        self._session_cache = self._open(None)
+        self._session_key = None
+        self.accessed = self.modified = True
+
+    async def aflush(self) -> None:
+        """Async :meth:`flush`."""
+        await sync_to_async(self.flush)()
+
+    def cycle_key(self) -> None:
+        """New session ID, data kept (``login()``); takes effect when the session is saved."""
+        self._get_session().rotate()
+        self.modified = True
+
+    async def acycle_key(self) -> None:
+        """Async :meth:`cycle_key`."""
+        (await self._aget_session()).rotate()
+        self.modified = True
+
+    def modify(self, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
+        """Atomically replace ``self[key]`` by ``fn(value)`` in the store now (see :meth:`Session.modify`)."""
+        ours = self._get_session()
+        value = ours.modify(key, fn, default)
+        if ours.is_new:
+            self.modified = True  # not stored yet: the value goes in when the session is created
+        return value
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Purge expired sessions (``manage.py clearsessions``)."""
+        store = get_manager().store
+        while store.purge_expired(1000) >= 1000:
+            pass

@@ -1,0 +1,216 @@
+"""WSGI middleware: server-side sessions for Bottle, Falcon, Pyramid or any WSGI app.
+
+The same behaviour as :mod:`serversession.integrations.asgi`, on the blocking
+path. Per request it reads the token (cookie or ``Authorization: Session``),
+loads the session with at most one store read, checks the CSRF token on unsafe
+methods, exposes the session as ``environ["serversession.session"]`` (see
+:func:`get_session`) and saves it when the app calls ``start_response``, adding
+``Set-Cookie`` to that very call. Changes made while the body is being iterated
+(after the headers) are not saved.
+
+A store failure answers ``503`` with ``{"error": ...}`` and a ``Retry-After``;
+nothing is written and no fresh session replaces the real one. A CSRF failure
+answers ``403`` with a JSON error. The token comes from the ``X-CSRF-Token``
+header, else from the ``csrf_token`` field of a urlencoded form: the body is then
+read (at most ``MAX_FORM_BODY`` bytes, else ``413``) and handed on to the app as
+a fresh ``wsgi.input``.
+
+Everything runs in the server's request thread through a sync
+:class:`~serversession.SessionManager`: no event loop, no thread hop.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+
+from ..core.config import SessionConfig
+from ..core.lifecycle import SaveResult
+from ..core.session import Session
+from ..core.transport import client_ip
+from ..exceptions import StoreError
+from ..manager import SessionManager
+from ..stores.url import DEFAULT_STORE_URL, open_store
+from ._common import (
+    FORM_TYPE,
+    MAX_FORM_BODY,
+    STORE_DOWN_MESSAGE,
+    csrf_event,
+    csrf_failure,
+    csrf_message,
+    csrf_required,
+    error_body,
+    error_headers,
+    response_headers,
+    token_from_form,
+)
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+Write = Callable[[bytes], object]
+StartResponse = Callable[..., Write]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+#: The ``environ`` key holding the request's :class:`Session`.
+ENVIRON_KEY = "serversession.session"
+
+log = logging.getLogger("serversession")
+
+
+def get_session(environ: Environ) -> Session:
+    """Return the :class:`Session` of a WSGI ``environ``.
+
+    Raises ``LookupError`` when :class:`SessionMiddleware` did not run.
+    """
+    session = environ.get(ENVIRON_KEY)
+    if not isinstance(session, Session):
+        raise LookupError("no session in environ: is SessionMiddleware installed?")
+    return session
+
+
+class SessionMiddleware:
+    """Wrap the WSGI ``app`` with server-side sessions.
+
+    ``store`` is a store object (sync face) or URL (default:
+    ``sqlite:///serversession.sqlite3``); ``config`` a :class:`SessionConfig`; or
+    pass a ready ``manager``. Raises
+    :class:`~serversession.exceptions.ConfigurationError` for a bad store URL.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        store: Any = None,
+        config: SessionConfig | None = None,
+        *,
+        manager: SessionManager | None = None,
+    ) -> None:
+        self.app = app
+        if manager is None:
+            if store is None or isinstance(store, str):
+                store = open_store(store or DEFAULT_STORE_URL)
+            manager = SessionManager(store, config)
+        self.manager = manager
+        self.config = manager.config
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        config = self.config
+        ip = client_ip(config, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
+        token = self.manager.read_token(environ.get("HTTP_COOKIE"), environ.get("HTTP_AUTHORIZATION"))
+        try:
+            session = self.manager.load(token, user_agent=environ.get("HTTP_USER_AGENT", ""), ip=ip)
+        except StoreError as exc:
+            log.warning("session store failed on load: %s", exc)
+            return _error(start_response, 503, STORE_DOWN_MESSAGE)
+        environ[ENVIRON_KEY] = session
+
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if csrf_required(config, environ.get("REQUEST_METHOD", "GET"), path):
+            presented = environ.get("HTTP_X_CSRF_TOKEN")
+            if presented is None and environ.get("CONTENT_TYPE", "").startswith(FORM_TYPE):
+                body = _read_body(environ)
+                if body is None:
+                    return _error(start_response, 413, "request body too large")
+                presented = token_from_form(body)
+                environ["wsgi.input"] = io.BytesIO(body)
+                environ["CONTENT_LENGTH"] = str(len(body))
+            reason = csrf_failure(session, presented)
+            if reason is not None:
+                self.manager.emit(csrf_event(session, reason, self.manager.clock()))
+                return _error(start_response, 403, csrf_message(reason))
+
+        saver = _Saver(self.manager, session, ip, start_response)
+        result = self.app(environ, saver.start_response)
+        if saver.failed:
+            _close(result)
+            return [saver.error]
+        if saver.started:
+            return result
+        # The app defers start_response to its first body chunk (a generator).
+        return _deferred(result, saver)
+
+
+class _Saver:
+    """Wraps ``start_response``: saves the session first and adds its headers."""
+
+    __slots__ = ("error", "failed", "ip", "manager", "result", "session", "start", "started")
+
+    def __init__(self, manager: SessionManager, session: Session, ip: str, start: StartResponse) -> None:
+        self.manager = manager
+        self.session = session
+        self.ip = ip
+        self.start = start
+        self.result: SaveResult | None = None
+        self.started = False
+        self.failed = False
+        self.error = b""
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Write:
+        if self.failed:
+            return _discard  # the app's own response was replaced by a 503
+        if self.result is None:  # a second call (with exc_info) reuses the first save
+            try:
+                self.result = self.manager.save(self.session, ip=self.ip)
+            except StoreError as exc:
+                log.warning("session store failed on save: %s", exc)
+                self.failed = True
+                self.error = error_body(STORE_DOWN_MESSAGE)
+                self.start(_status(503), error_headers(503, self.error), exc_info)
+                return _discard
+        self.started = True
+        return self.start(status, [*headers, *response_headers(self.result, [n for n, _ in headers])], exc_info)
+
+
+def _deferred(result: Iterable[bytes], saver: _Saver) -> Iterator[bytes]:
+    try:
+        for chunk in result:
+            if saver.failed:
+                break
+            yield chunk
+        if saver.failed:
+            yield saver.error
+    finally:
+        _close(result)
+
+
+def _close(result: Iterable[bytes]) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+def _discard(data: bytes) -> None:
+    return None
+
+
+def _status(code: int) -> str:
+    return f"{code} {HTTPStatus(code).phrase}"
+
+
+def _error(start_response: StartResponse, status: int, message: str) -> list[bytes]:
+    body = error_body(message)
+    start_response(_status(status), error_headers(status, body))
+    return [body]
+
+
+def _read_body(environ: Environ) -> bytes | None:
+    """The request body, or None when it is larger than ``MAX_FORM_BODY``."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        length = -1
+    if length > MAX_FORM_BODY:
+        return None
+    if length >= 0:
+        return bytes(stream.read(length))
+    if not environ.get("wsgi.input_terminated"):
+        return b""  # no length and no end marker: reading could block forever
+    body = bytes(stream.read(MAX_FORM_BODY + 1))
+    return None if len(body) > MAX_FORM_BODY else body

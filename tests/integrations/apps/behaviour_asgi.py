@@ -1,0 +1,82 @@
+"""The behaviour-suite endpoints as a Starlette app behind the ASGI middleware."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from serversession import SessionConfig
+from serversession.integrations.asgi import SessionMiddleware, get_session
+
+config = SessionConfig(cookie_secure=False, idle_timeout=float(os.environ.get("SS_IDLE", "2")))
+
+
+async def get_value(request: Request) -> JSONResponse:
+    return JSONResponse({"value": get_session(request).get(request.path_params["key"])})
+
+
+async def csrf(request: Request) -> JSONResponse:
+    return JSONResponse({"csrf": get_session(request).csrf_token})
+
+
+async def set_value(request: Request) -> JSONResponse:
+    session = get_session(request)
+    session[request.path_params["key"]] = await request.json()
+    await anyio.sleep(float(request.query_params.get("sleep", 0)))
+    return JSONResponse({"csrf": session.csrf_token})
+
+
+async def incr(request: Request) -> JSONResponse:
+    session = get_session(request)
+    value = await session.amodify(request.path_params["key"], lambda n: n + 1, 0)
+    return JSONResponse({"value": value, "csrf": session.csrf_token})
+
+
+async def rotate(request: Request) -> JSONResponse:
+    session = get_session(request)
+    session.rotate()
+    return JSONResponse({"csrf": session.csrf_token})
+
+
+async def login(request: Request) -> JSONResponse:
+    session = get_session(request)
+    session.user = request.path_params["name"]
+    session.rotate()
+    return JSONResponse({"csrf": session.csrf_token})
+
+
+async def logout(request: Request) -> JSONResponse:
+    get_session(request).destroy()
+    return JSONResponse({})
+
+
+async def sessions(request: Request) -> JSONResponse:
+    session = get_session(request)
+    infos = await middleware.manager.alist_sessions(session.user, current=session) if session.user else []
+    return JSONResponse({"sessions": [{"handle": i.handle, "current": i.current} for i in infos]})
+
+
+async def revoke_others(request: Request) -> JSONResponse:
+    session = get_session(request)
+    revoked = await middleware.manager.arevoke_user(session.user or "", keep=session)
+    return JSONResponse({"revoked": revoked, "csrf": session.csrf_token})
+
+
+routes = [
+    Route("/get/{key}", get_value),
+    Route("/csrf", csrf),
+    Route("/set/{key}", set_value, methods=["POST"]),
+    Route("/incr/{key}", incr, methods=["POST"]),
+    Route("/rotate", rotate, methods=["POST"]),
+    Route("/login/{name}", login, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/sessions", sessions),
+    Route("/revoke-others", revoke_others, methods=["POST"]),
+]
+middleware = SessionMiddleware(Starlette(routes=routes), store=os.environ["SS_STORE"], config=config)
+app = middleware

@@ -1,0 +1,120 @@
+"""The behaviour-suite endpoints as a one-module Django project.
+
+``SESSION_ENGINE = "serversession.django"``, Django's own CSRF middleware, real
+``login()`` / ``logout()``, and serversession's optional middleware so that a
+store outage answers 503 like the other integrations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="behaviour-suite-only-" + "k" * 40,
+    ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+    ROOT_URLCONF=__name__,
+    INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
+    MIDDLEWARE=[
+        "serversession.django.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ],
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["SS_DB"]}},
+    DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+    PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+    USE_TZ=True,
+    SESSION_ENGINE="serversession.django",
+    SERVERSESSION_STORE=os.environ["SS_STORE"],
+    SESSION_COOKIE_AGE=int(float(os.environ.get("SS_IDLE", "2"))),
+    SESSION_EXPIRE_AT_BROWSER_CLOSE=True,
+)
+django.setup()
+
+from django.contrib.auth import get_user_model, login, logout  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.http import HttpRequest, JsonResponse  # noqa: E402
+from django.middleware.csrf import get_token  # noqa: E402
+from django.urls import path  # noqa: E402
+from django.views.decorators.http import require_GET, require_POST  # noqa: E402
+
+from serversession.django import list_user_sessions, revoke_user_sessions  # noqa: E402
+
+
+def ok(request: HttpRequest, **payload: Any) -> JsonResponse:
+    return JsonResponse({**payload, "csrf": get_token(request)})
+
+
+@require_GET
+def get_value(request: HttpRequest, key: str) -> JsonResponse:
+    return JsonResponse({"value": request.session.get(key)})
+
+
+@require_GET
+def csrf(request: HttpRequest) -> JsonResponse:
+    return ok(request)
+
+
+@require_POST
+def set_value(request: HttpRequest, key: str) -> JsonResponse:
+    request.session[key] = json.loads(request.body)
+    time.sleep(float(request.GET.get("sleep", 0)))
+    return ok(request)
+
+
+@require_POST
+def incr(request: HttpRequest, key: str) -> JsonResponse:
+    return ok(request, value=request.session.modify(key, lambda n: n + 1, 0))  # type: ignore[attr-defined]
+
+
+@require_POST
+def rotate(request: HttpRequest) -> JsonResponse:
+    request.session.cycle_key()
+    return ok(request)
+
+
+@require_POST
+def login_view(request: HttpRequest, name: str) -> JsonResponse:
+    user, _ = get_user_model().objects.get_or_create(username=name)
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return ok(request)
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> JsonResponse:
+    logout(request)
+    return JsonResponse({})
+
+
+@require_GET
+def sessions(request: HttpRequest) -> JsonResponse:
+    infos = list_user_sessions(request.user, request) if request.user.is_authenticated else []
+    return JsonResponse({"sessions": [{"handle": i.handle, "current": i.current} for i in infos]})
+
+
+@require_POST
+def revoke_others(request: HttpRequest) -> JsonResponse:
+    return ok(request, revoked=revoke_user_sessions(request.user, keep=request))
+
+
+urlpatterns = [
+    path("get/<str:key>", get_value),
+    path("csrf", csrf),
+    path("set/<str:key>", set_value),
+    path("incr/<str:key>", incr),
+    path("rotate", rotate),
+    path("login/<str:name>", login_view),
+    path("logout", logout_view),
+    path("sessions", sessions),
+    path("revoke-others", revoke_others),
+]
+
+call_command("migrate", verbosity=0)
+app = get_wsgi_application()

@@ -1,0 +1,70 @@
+"""The behaviour-suite endpoints as a Flask app using Flask's own ``session``."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from flask import Flask, request, session
+
+import serversession.flask
+
+app = Flask(__name__)
+serversession.flask.init_app(app, store=os.environ["SS_STORE"], cookie_secure=False,
+                             idle_timeout=float(os.environ.get("SS_IDLE", "2")))  # fmt: skip
+ours: Any = session  # the FlaskSession behind the proxy, with rotate() and friends
+
+
+@app.get("/get/<key>")
+def get_value(key: str) -> dict[str, Any]:
+    return {"value": session.get(key)}
+
+
+@app.get("/csrf")
+def csrf() -> dict[str, Any]:
+    return {"csrf": ours.csrf_token}
+
+
+@app.post("/set/<key>")
+def set_value(key: str) -> dict[str, Any]:
+    session[key] = request.get_json()
+    time.sleep(float(request.args.get("sleep", 0)))
+    return {"csrf": ours.csrf_token}
+
+
+@app.post("/incr/<key>")
+def incr(key: str) -> dict[str, Any]:
+    return {"value": ours.modify(key, lambda n: n + 1, 0), "csrf": ours.csrf_token}
+
+
+@app.post("/rotate")
+def rotate() -> dict[str, Any]:
+    ours.rotate()
+    return {"csrf": ours.csrf_token}
+
+
+@app.post("/login/<name>")
+def login(name: str) -> dict[str, Any]:
+    ours.user = name
+    ours.rotate()
+    return {"csrf": ours.csrf_token}
+
+
+@app.post("/logout")
+def logout() -> dict[str, Any]:
+    ours.destroy()
+    return {}
+
+
+@app.get("/sessions")
+def sessions() -> dict[str, Any]:
+    manager = serversession.flask.get_manager()
+    infos = manager.list_sessions(ours.user, current=ours.raw) if ours.user else []
+    return {"sessions": [{"handle": i.handle, "current": i.current} for i in infos]}
+
+
+@app.post("/revoke-others")
+def revoke_others() -> dict[str, Any]:
+    revoked = serversession.flask.get_manager().revoke_user(ours.user or "", keep=ours.raw)
+    return {"revoked": revoked, "csrf": ours.csrf_token}

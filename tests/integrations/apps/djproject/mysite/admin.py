@@ -1,0 +1,7 @@
+"""Adds serversession's "Sign out of all sessions" action to the user admin."""
+
+from django.contrib.auth.admin import UserAdmin
+
+from serversession.django.admin import revoke_sessions
+
+UserAdmin.actions = [*UserAdmin.actions, revoke_sessions]

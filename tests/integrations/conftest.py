@@ -1,0 +1,48 @@
+"""Fixtures: the behaviour-suite app of every integration, served by a real server.
+
+``live_app`` is parametrized over ASGI (uvicorn), WSGI, Flask and Django
+(waitress), each with a SQLite store and a 2 s idle timeout, started once per
+run. ``outage_app`` starts each one again on a dedicated Redis server that the
+test may kill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from live_apps import KINDS, LiveApp, close_browsers, serve
+
+from servers import RedisServer
+
+IDLE = "2"
+
+
+def start(kind: str, store: str, workdir: Path) -> contextlib.AbstractContextManager[str]:
+    env = {"SS_STORE": store, "SS_IDLE": IDLE, "SS_DB": str(workdir / "django.sqlite3")}
+    server = "uvicorn" if kind == "asgi" else "waitress"
+    return serve(f"behaviour_{kind}:app", workdir, server=server, env=env)
+
+
+@pytest.fixture(scope="session", params=KINDS)
+def live_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """Each integration's behaviour app on a SQLite store."""
+    kind = request.param
+    workdir = tmp_path_factory.mktemp(f"live-{kind}")
+    with start(kind, f"sqlite:///{workdir / 'sessions.sqlite3'}", workdir) as url:
+        yield LiveApp(kind, url)
+
+
+@pytest.fixture(params=KINDS)
+def outage_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[LiveApp, RedisServer]]:
+    """Each integration's behaviour app on its own Redis server, which the test may kill."""
+    with RedisServer() as redis, start(request.param, redis.url, tmp_path) as url:
+        yield LiveApp(request.param, url), redis
+
+
+@pytest.fixture(autouse=True)
+def _close_browsers() -> Iterator[None]:
+    yield
+    close_browsers()

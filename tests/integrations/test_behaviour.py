@@ -1,0 +1,147 @@
+"""ONE behaviour suite, run against ASGI, WSGI, Flask and Django apps under real servers.
+
+Every test talks HTTP to ``live_app`` (see conftest.py), which exposes the same
+endpoints in each framework's own idiom: ``GET /get/<key>``, ``GET /csrf``,
+``POST /set/<key>`` (JSON value), ``POST /incr/<key>`` (atomic modify),
+``POST /rotate``, ``POST /login/<user>``, ``POST /logout``, ``GET /sessions``,
+``POST /revoke-others``. Django keeps its own CSRF middleware, so for Django the
+CSRF tests check that *Django's* protection answers 403.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from live_apps import LiveApp, session_cookie
+
+from servers import RedisServer
+from serversession.core.ids import is_well_formed
+
+
+def test_cookie_attributes(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    response = browser.post("/set/a", 1)
+    cookie = session_cookie(response, live_app.cookie_name)
+    assert cookie is not None
+    attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "samesite=lax", "path=/"} <= attributes
+    assert "secure" not in attributes  # the apps run with cookie_secure=False (plain HTTP)
+    assert not any(a.startswith(("max-age", "expires", "domain")) for a in attributes)  # gone at browser close
+    assert is_well_formed(cookie.split(";")[0].split("=", 1)[1])
+    assert "no-store" in response.headers.get("cache-control", "") or live_app.kind == "django"
+
+
+def test_reading_creates_no_session(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    response = browser.get("/get/a")
+    assert response.status_code == 200 and response.json() == {"value": None}
+    assert "set-cookie" not in response.headers
+    assert browser.get("/sessions").json() == {"sessions": []}
+
+
+def test_a_made_up_id_is_never_adopted(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    browser.fetch_csrf()
+    made_up = secrets.token_urlsafe(32)
+    browser.set_session_cookie(made_up)
+    assert browser.post("/set/a", "mine").status_code == 200
+    assert browser.session_id not in (None, made_up)
+    assert browser.value("a") == "mine"
+    assert live_app.browser(made_up).value("a") is None
+
+
+def test_rotation_keeps_data_and_kills_the_old_id(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    browser.post("/set/a", {"deep": [1, 2]})
+    old = browser.session_id
+    assert browser.post("/rotate").status_code == 200
+    assert browser.session_id not in (None, old)
+    assert browser.value("a") == {"deep": [1, 2]}
+    assert live_app.browser(old).value("a") is None
+
+
+def test_logout_invalidates_the_old_cookie(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    browser.post("/login/" + uuid.uuid4().hex)
+    browser.post("/set/a", "secret")
+    old = browser.session_id
+    assert old is not None
+    response = browser.post("/logout")
+    assert response.status_code == 200 and browser.session_id is None  # cookie cleared
+    assert browser.value("a") is None
+    assert live_app.browser(old).value("a") is None  # a replayed cookie gets nothing
+
+
+def test_idle_timeout_ends_unused_sessions_and_use_renews(live_app: LiveApp) -> None:
+    idle, busy = live_app.browser(), live_app.browser()
+    idle.post("/set/a", 1)
+    busy.post("/set/a", 2)
+    idle_id, busy_id = idle.session_id, busy.session_id
+    time.sleep(1.2)
+    assert busy.value("a") == 2  # a read renews the idle deadline
+    time.sleep(1.3)
+    assert live_app.browser(idle_id).value("a") is None  # 2.5 s unused > 2 s idle timeout
+    assert live_app.browser(busy_id).value("a") == 2  # 1.3 s since its last use
+
+
+def test_concurrent_increments_lose_nothing(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    browser.post("/set/seed", 0)
+    with ThreadPoolExecutor(30) as pool:
+        responses = list(pool.map(lambda _: browser.post("/incr/n"), range(30)))
+    assert [r.status_code for r in responses] == [200] * 30
+    assert sorted(r.json()["value"] for r in responses) == list(range(1, 31))
+    assert browser.value("n") == 30
+
+
+def test_concurrent_writes_to_different_keys_both_win(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    browser.post("/set/seed", 0)
+    with ThreadPoolExecutor(2) as pool:  # each request sleeps after its write: they overlap
+        responses = list(pool.map(lambda kv: browser.post(f"/set/{kv[0]}?sleep=0.3", kv[1]), [("x", 1), ("y", 2)]))
+    assert [r.status_code for r in responses] == [200, 200]
+    assert (browser.value("x"), browser.value("y"), browser.value("seed")) == (1, 2, 0)
+
+
+def test_unsafe_requests_need_the_csrf_token(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    browser.post("/set/a", 1)
+    missing = browser.post("/set/a", 2, csrf=False)
+    wrong = browser.post("/set/a", 3, csrf="not-the-token")
+    assert (missing.status_code, wrong.status_code) == (403, 403)
+    if live_app.kind != "django":  # Django's CsrfViewMiddleware answers with its own page
+        assert missing.json() == {"error": "CSRF token missing"}
+        assert wrong.json() == {"error": "CSRF token invalid"}
+    assert browser.value("a") == 1
+
+
+def test_a_user_lists_sessions_and_signs_out_the_others(live_app: LiveApp) -> None:
+    user = "u" + uuid.uuid4().hex[:12]
+    laptop, phone = live_app.browser(), live_app.browser()
+    laptop.post(f"/login/{user}")
+    phone.post(f"/login/{user}")
+    phone.post("/set/a", "phone data")
+    listed = laptop.get("/sessions").json()["sessions"]
+    assert len(listed) == 2 and [s["current"] for s in listed].count(True) == 1
+    assert laptop.post("/revoke-others").json()["revoked"] == 1
+    assert phone.value("a") is None and phone.get("/sessions").json() == {"sessions": []}
+    assert len(laptop.get("/sessions").json()["sessions"]) == 1
+
+
+def test_store_outage_is_503_then_recovers(outage_app: tuple[LiveApp, RedisServer]) -> None:
+    app, redis = outage_app
+    browser = app.browser()
+    assert browser.post("/set/a", 1).status_code == 200
+    redis.kill()
+    for response in (browser.get("/get/a"), browser.post("/set/a", 2)):
+        assert response.status_code == 503
+        assert response.json() == {"error": "session store unavailable, please retry"}
+        assert response.headers["retry-after"] == "1"
+        assert session_cookie(response, app.cookie_name) is None
+    redis.restart()  # a restarted Redis without persistence has forgotten the session
+    assert browser.value("a") is None
+    browser.fetch_csrf()  # the old token belonged to the forgotten session
+    assert browser.post("/set/a", 3).status_code == 200 and browser.value("a") == 3

@@ -1,0 +1,182 @@
+"""A small Django project (apps/djproject), written the Django-docs way, under waitress.
+
+``SESSION_ENGINE = "serversession.django"`` and ``SERVERSESSION_STORE`` are the
+only session settings; Django's own SessionMiddleware, CSRF, ``authenticate`` /
+``login`` / ``logout``, templates showing ``user.username``, the admin and
+``manage.py clearsessions`` are used unchanged, on SQLite, Redis and Redis
+Cluster stores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from live_apps import DJANGO_PROJECT, serve, session_cookie
+
+from serversession.core.ids import is_well_formed
+
+PASSWORD = "correct horse battery staple"
+CREATE_USERS = f"""
+from django.contrib.auth.models import User
+User.objects.create_superuser("admin", "admin@example.com", {PASSWORD!r})
+print(User.objects.create_user("alice", password={PASSWORD!r}).pk)
+"""
+
+
+@dataclass
+class Project:
+    url: str
+    env: dict[str, str]
+    alice_pk: str
+
+    def browser(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=15)
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=DJANGO_PROJECT, env={**os.environ, **self.env},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+
+def csrf_token(page: httpx.Response) -> str:
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def sign_in(browser: httpx.Client, username: str = "alice") -> httpx.Response:
+    token = csrf_token(browser.get("/login/"))
+    data = {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    return browser.post("/login/", data=data)
+
+
+def post(
+    browser: httpx.Client, path: str, data: dict[str, str] | None = None, page: str = "/sessions/"
+) -> httpx.Response:
+    """POST a form the way a browser does: with the token from a page that renders one."""
+    return browser.post(path, data={"csrfmiddlewaretoken": csrf_token(browser.get(page)), **(data or {})})
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated database with an admin and alice, shared by the three store runs."""
+    db = tmp_path_factory.mktemp("djproject") / "db.sqlite3"
+    env = {**os.environ, "SS_DB": str(db), "SS_STORE": "memory://"}
+    for args in (["migrate", "--verbosity", "0"], ["shell", "-c", CREATE_USERS]):
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=DJANGO_PROJECT, env=env,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    return db
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis", "cluster"])
+def project(
+    request: pytest.FixtureRequest, database: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Project]:
+    workdir = tmp_path_factory.mktemp(f"djproject-{request.param}")
+    if request.param == "sqlite":
+        store = f"sqlite:///{workdir / 'sessions.sqlite3'}"
+    else:
+        store = request.getfixturevalue("redis_server" if request.param == "redis" else "redis_cluster").url
+    env = {"SS_DB": str(database), "SS_STORE": store}
+    alice_pk = "2"  # created second, after the admin
+    with serve("mysite.wsgi:application", workdir, env=env, cwd=DJANGO_PROJECT) as url:
+        yield Project(url, env, alice_pk)
+
+
+def test_login_cycles_the_key_and_logout_flushes(project: Project) -> None:
+    with project.browser() as browser, project.browser() as replay:
+        home = browser.get("/")
+        assert "You are not logged in." in home.text and session_cookie(home, "sessionid") is None
+
+        assert post(browser, "/visit/", page="/login/").status_code == 302  # an anonymous session
+        before_login = browser.cookies["sessionid"]
+        assert is_well_formed(before_login)
+
+        assert sign_in(browser, "alice").status_code == 302
+        signed_in = browser.cookies["sessionid"]
+        assert signed_in != before_login  # login() cycled the key
+        page = browser.get("/")
+        assert "Hello, alice!" in page.text and "Visits: 1" in page.text  # data kept
+
+        replay.cookies.set("sessionid", before_login, domain="127.0.0.1")
+        assert "You are not logged in." in replay.get("/").text  # the pre-login ID is dead
+        replay.cookies.set("sessionid", signed_in, domain="127.0.0.1")
+        assert "Hello, alice!" in replay.get("/").text
+
+        logged_out = post(browser, "/logout/", page="/")
+        assert logged_out.status_code == 302 and "sessionid" not in browser.cookies
+        assert "You are not logged in." in browser.get("/").text
+        assert "You are not logged in." in replay.get("/").text  # flush() deleted it
+
+
+def test_a_wrong_password_signs_nobody_in(project: Project) -> None:
+    with project.browser() as browser:
+        token = csrf_token(browser.get("/login/"))
+        response = browser.post("/login/", data={"username": "alice", "password": "nope", "csrfmiddlewaretoken": token})
+        assert response.status_code == 200 and "sessionid" not in browser.cookies
+
+
+def test_cookie_settings_and_set_expiry(project: Project) -> None:
+    with project.browser() as browser:
+        response = sign_in(browser)
+        cookie = session_cookie(response, "sessionid")
+        assert cookie is not None
+        for attribute in ("HttpOnly", "Path=/", "SameSite=Lax", "Max-Age=1209600"):  # Django's defaults
+            assert attribute in cookie
+        browser_close = post(browser, "/remember/", {"until": "browser-close"}, page="/")
+        cookie = session_cookie(browser_close, "sessionid")
+        assert cookie is not None and "Max-Age" not in cookie and "expires" not in cookie.lower()
+        assert "Hello, alice!" in browser.get("/").text
+
+
+def test_users_list_and_revoke_their_sessions(project: Project) -> None:
+    with project.browser() as laptop, project.browser() as phone:
+        sign_in(laptop)
+        sign_in(phone)
+        page = laptop.get("/sessions/").text
+        assert page.count('class="session') >= 2 and page.count("session current") == 1
+        assert post(laptop, "/sessions/").status_code == 302
+        assert "You are not logged in." in phone.get("/").text
+        assert "Hello, alice!" in laptop.get("/").text
+        assert laptop.get("/sessions/").text.count('class="session') == 1
+
+
+def test_admin_sign_in_and_revoke_action(project: Project) -> None:
+    with project.browser() as admin, project.browser() as alice:
+        sign_in(alice)
+        assert admin.get("/admin/").status_code == 302
+        login_page = admin.get("/admin/login/?next=/admin/")
+        response = admin.post("/admin/login/?next=/admin/", data={
+            "username": "admin", "password": PASSWORD, "next": "/admin/",
+            "csrfmiddlewaretoken": csrf_token(login_page),
+        })  # fmt: skip
+        assert response.status_code == 302 and response.headers["location"] == "/admin/"
+        assert "Site administration" in admin.get("/admin/").text
+
+        changelist = admin.get("/admin/auth/user/")
+        assert "revoke_sessions" in changelist.text
+        response = admin.post("/admin/auth/user/", data={
+            "action": "revoke_sessions", "_selected_action": project.alice_pk, "index": "0",
+            "csrfmiddlewaretoken": csrf_token(changelist),
+        })  # fmt: skip
+        assert response.status_code == 302
+        assert "session(s) revoked" in admin.get("/admin/auth/user/").text
+        assert "You are not logged in." in alice.get("/").text
+        assert "Site administration" in admin.get("/admin/").text  # the admin's own session is untouched
+
+
+def test_clearsessions_runs(project: Project) -> None:
+    done = project.manage("clearsessions")
+    assert done.returncode == 0, done.stderr

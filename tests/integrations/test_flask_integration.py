@@ -1,0 +1,166 @@
+"""Flask specifics, in process: settings mapping, SessionMixin semantics, CSRF, 503s."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flaky_store import FlakyStore
+from flask import Flask, flash, get_flashed_messages, render_template_string, request, session
+from flask.testing import FlaskClient
+
+import serversession.flask
+from serversession import ConfigurationError, MemoryStore, SessionConfig
+
+ours: Any = session  # FlaskSession behind the proxy
+
+
+def make_app(store: Any, **options: Any) -> Flask:
+    app = Flask(__name__)
+    serversession.flask.init_app(app, store=store, **{"cookie_secure": False, **options})
+
+    @app.post("/set")
+    def set_value() -> str:
+        session.update(request.form.to_dict(flat=True))
+        session.pop("csrf_token", None)
+        return "ok"
+
+    @app.get("/show")
+    def show() -> dict[str, Any]:
+        return {"data": dict(session), "new": ours.new, "modified": ours.modified, "permanent": session.permanent}
+
+    @app.post("/remember")
+    def remember() -> str:
+        session.permanent = True
+        session["remembered"] = True
+        return "ok"
+
+    @app.post("/count")
+    def count() -> str:
+        return str(ours.modify("n", lambda n: n + 1, 0))
+
+    @app.get("/form")
+    def form() -> str:
+        return render_template_string('<input name="csrf_token" value="{{ csrf_token() }}">')
+
+    @app.post("/hook")
+    @serversession.flask.csrf_exempt
+    def hook() -> str:
+        return "hooked"
+
+    @app.post("/flash")
+    def add_flash() -> str:
+        flash("saved", "info")
+        return "ok"
+
+    @app.get("/flashes")
+    def flashes() -> Any:
+        return get_flashed_messages(with_categories=True)
+
+    @app.post("/clear")
+    def clear() -> str:
+        session.clear()
+        return "cleared"
+
+    @app.get("/static-ish")
+    def no_session() -> str:
+        return "plain"
+
+    return app
+
+
+def csrf(client: FlaskClient) -> str:
+    return client.get("/form").text.split('value="')[1].split('"')[0]
+
+
+@pytest.fixture
+def store() -> FlakyStore:
+    return FlakyStore()
+
+
+@pytest.fixture
+def client(store: FlakyStore) -> FlaskClient:
+    return make_app(store).test_client()
+
+
+def test_flask_settings_are_honoured_or_overridden() -> None:
+    app = Flask(__name__)
+    default = serversession.flask.config_from_flask(app)
+    assert default.cookie_name == "__Host-session" and default.cookie_secure  # Flask's False is not taken
+    assert default.cookie_samesite == "lax" and default.absolute_timeout == 43200  # nor its None / 31 days
+    app.config.update(SESSION_COOKIE_NAME="sid", SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_DOMAIN="example.com",
+                      SESSION_COOKIE_PATH="/app", PERMANENT_SESSION_LIFETIME=timedelta(minutes=10))  # fmt: skip
+    mapped = serversession.flask.config_from_flask(app, renew_fraction=0.2)
+    assert (mapped.cookie_name, mapped.cookie_samesite, mapped.cookie_domain, mapped.cookie_path) == (
+        "sid", "strict", "example.com", "/app")  # fmt: skip
+    assert (mapped.absolute_timeout, mapped.idle_timeout, mapped.renew_fraction) == (600, 600, 0.2)
+    with pytest.raises(ConfigurationError):
+        serversession.flask.init_app(app, store=MemoryStore(), config=SessionConfig(), csrf=False)
+
+
+def test_session_mixin_semantics(client: FlaskClient) -> None:
+    assert client.get("/show").json == {"data": {}, "new": True, "modified": False, "permanent": False}
+    response = client.post("/set", data={"a": "1", "csrf_token": csrf(client)})
+    assert "Max-Age" not in response.headers["Set-Cookie"]
+    assert client.get("/show").json == {"data": {"a": "1"}, "new": False, "modified": False, "permanent": False}
+    remembered = client.post("/remember", headers={"X-CSRF-Token": csrf(client)})
+    assert "Max-Age=" in remembered.headers["Set-Cookie"]
+    assert client.get("/show").json["permanent"] is True
+    assert client.get("/show").headers["Vary"] == "Cookie"
+    assert "Vary" not in client.get("/static-ish").headers
+
+
+def test_modify_flash_and_session_transaction(client: FlaskClient) -> None:
+    token = csrf(client)
+    assert [client.post("/count", headers={"X-CSRF-Token": token}).text for _ in range(3)] == ["1", "2", "3"]
+    client.post("/flash", headers={"X-CSRF-Token": token})
+    assert client.get("/flashes").json == [["info", "saved"]]
+    assert client.get("/flashes").json == []
+    with client.session_transaction() as sess:
+        sess["injected"] = "yes"
+    assert client.get("/show").json["data"]["injected"] == "yes"
+
+
+def test_csrf_is_enforced_exemptable_and_switchable(client: FlaskClient, store: FlakyStore) -> None:
+    missing = client.post("/set", data={"a": "1"})
+    assert missing.status_code == 403 and missing.json == {"error": "CSRF token missing"}
+    assert client.post("/set", data={"a": "1", "csrf_token": "x"}).json == {"error": "CSRF token invalid"}
+    multipart = client.post("/set", data={"a": "2", "csrf_token": csrf(client)}, content_type="multipart/form-data")
+    assert multipart.status_code == 200
+    assert client.post("/hook").text == "hooked"
+    app = Flask(__name__)
+    app.config["SERVERSESSION_CSRF"] = False
+    serversession.flask.init_app(app, store=store, cookie_secure=False)
+    app.add_url_rule("/w", "w", lambda: "written", methods=["POST"])
+    assert app.test_client().post("/w").text == "written"
+
+
+def test_store_outages_answer_503(client: FlaskClient, store: FlakyStore) -> None:
+    client.post("/set", data={"a": "1", "csrf_token": csrf(client)})
+    store.fail.add("load")
+    for response in (client.get("/static-ish"), client.get("/show")):
+        assert response.status_code == 503 and response.json == {"error": "session store unavailable, please retry"}
+        assert response.headers["Retry-After"] == "1"
+    store.fail = {"commit"}
+    token = csrf(client)
+    assert client.post("/count", headers={"X-CSRF-Token": token}).status_code == 503  # modify() in the view
+    assert client.post("/set", data={"b": "2", "csrf_token": token}).status_code == 503  # the save
+    store.fail.clear()
+    assert client.get("/show").json["data"] == {"a": "1"}
+
+
+def test_clear_empties_the_session_and_kills_the_old_id(client: FlaskClient, store: FlakyStore) -> None:
+    token = csrf(client)
+    client.post("/set", data={"user_id": "7", "csrf_token": token})
+    old = client.get_cookie("session")
+    assert old is not None
+    cleared = client.post("/clear", headers={"X-CSRF-Token": token})
+    new = client.get_cookie("session")
+    assert cleared.status_code == 200 and new is not None and new.value != old.value
+    assert client.get("/show").json["data"] == {}
+    replay = make_app(store).test_client()
+    replay.set_cookie("session", old.value)
+    assert replay.get("/show").json["data"] == {}
+    visitor = make_app(store).test_client()
+    assert "Set-Cookie" not in visitor.post("/clear", headers={"X-CSRF-Token": csrf(visitor)}).headers
