@@ -136,7 +136,7 @@ class RedisServer(_Managed):
             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
             "--logfile", str(self.log), *self.extra_args,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our binaries
+        self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + START_TIMEOUT
@@ -321,7 +321,7 @@ class PostgresServer(_Managed):
 
     def _run(self, *args: str, timeout: float = 60.0) -> None:
         """Run a pg tool as the right user; cwd is ours since /root is unreadable to it."""
-        res = subprocess.run(  # noqa: S603 - fixed argv, our binaries
+        res = subprocess.run(
             [*self._prefix, *args], cwd=self.dir, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=timeout, check=False,
         )  # fmt: skip

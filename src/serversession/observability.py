@@ -106,7 +106,9 @@ class PrometheusMetrics:
             registry=self.registry,
         )
         self.store_errors = prom.Counter(
-            f"{namespace}_store_errors_total", "Failed session store operations.", ["store", "operation"],
+            f"{namespace}_store_errors_total",
+            "Failed session store operations.",
+            ["store", "operation"],
             registry=self.registry,
         )
 
