@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from servers import RedisCluster, RedisServer
+from servers import PostgresServer, RedisCluster, RedisServer
 
 
 @pytest.fixture
@@ -33,6 +33,13 @@ def redis_cluster() -> Iterator[RedisCluster]:
     """The run's 3-master Redis Cluster without replicas (``.url``, ``.nodes``)."""
     with RedisCluster(replicas=0) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server on loopback; tests isolate themselves by table name."""
+    with PostgresServer() as server:
+        yield server
 
 
 def flush_redis(server: RedisServer) -> None:

@@ -7,6 +7,7 @@ server.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from serversession.stores.memory import MemoryStore
+from serversession.stores.postgres import PostgresStore
 from serversession.stores.redis import RedisStore
 from serversession.stores.sqlite import SQLiteStore
 
@@ -28,11 +30,16 @@ def _cluster(request: pytest.FixtureRequest, tmp_path: Path) -> RedisStore:
     return RedisStore(request.getfixturevalue("fresh_cluster").url)
 
 
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> PostgresStore:
+    return PostgresStore(request.getfixturevalue("postgres_server").url, table=f"t_{uuid.uuid4().hex}")
+
+
 BUILDERS: dict[str, Builder] = {
     "memory": lambda request, tmp_path: MemoryStore(),
     "sqlite": lambda request, tmp_path: SQLiteStore(tmp_path / "s.db"),
     "redis": _redis,
     "cluster": _cluster,
+    "postgres": _postgres,
 }
 
 

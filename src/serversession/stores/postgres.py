@@ -1,0 +1,393 @@
+"""``postgresql://`` and ``postgres://``: sessions in PostgreSQL, with psycopg 3.
+
+One row per session (every statement is in :mod:`._postgres_sql`): data as a
+jsonb object of encoded JSON text per key, metadata as a jsonb object of the
+one-letter fields, the user in an indexed column, the expiry in Unix seconds of
+the application's clock. A rotated-away key is a tombstone row whose ``moved_to``
+names the new key; it lives ``grace`` seconds and never loads. The schema comes
+from versioned migrations, applied on first use in one transaction under
+``pg_advisory_xact_lock`` (the version is the row of ``serversession_schema``),
+so processes starting together neither race nor apply a migration twice.
+
+Costs: a load, create, delete, list or purge is one statement; a commit or a
+rotation is one transaction (``SELECT ... FOR UPDATE``, the merge in Python with
+:func:`~serversession.core.records.apply_commit`, the writes), so it answers
+MISSING, MOVED and CONFLICT exactly as the SQLite and memory stores do. Each
+checkout first sends an empty query: a connection broken by a server restart is
+dropped and the next one tried at once (psycopg_pool's own ``check`` sleeps a
+second or more between tries, enough to fail requests after a restart). Nothing
+is retried once sent: a retried commit could apply a compare-and-set twice.
+Expired rows go through ``serversession gc`` and, 50 at a time, every 64th
+create (``SKIP LOCKED``: a request never waits on that cleanup).
+
+Both faces live on this class, each with its own psycopg_pool pool (the async face
+uses ``AsyncConnectionPool``: no threads). Every operation is written once as a
+*plan*, a generator yielding statements, which ``_run`` and ``_arun`` carry out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import nullcontext
+from typing import Any, NamedTuple, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ..core.codec import decode_meta
+from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome, StoredSession, apply_commit
+from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
+from ._postgres_sql import LOCK_CLASS, compile_migrations, compile_queries
+
+T = TypeVar("T")
+
+
+class _Reply(NamedTuple):
+    """What one statement returned: its rows (empty unless it has any) and rowcount."""
+
+    rows: list[tuple[Any, ...]]
+    rowcount: int
+
+
+_Step = tuple[sql.Composed, Mapping[str, Any]]
+_Plan = Generator[_Step, _Reply, T]
+
+# Connection refused or lost, PoolTimeout, statement_timeout, shutdown; a standby or a demoted primary.
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction, OSError)
+_CAUGHT = (psycopg.Error, OSError, KeyError, ValueError, TypeError)
+_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,55}")  # room for the "_schema" suffix in 63 bytes
+_SCAN_BATCH = 500
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _fields(key: str, data: Any, meta: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """Check one row's jsonb columns; corrupt ones raise ValueError (a StoreError)."""
+    if not isinstance(data, dict) or not isinstance(meta, dict):
+        raise ValueError(f"corrupt session row {key!r}")
+    return data, meta
+
+
+def _session(key: str, data: Any, meta: Any) -> StoredSession:
+    data, meta = _fields(key, data, meta)
+    return StoredSession(key, data, decode_meta(meta))
+
+
+class PostgresStore:
+    """Session store in PostgreSQL, with both faces.
+
+    ``url``: a libpq URL (``postgresql://user:pass@host:5432/db?sslmode=require``).
+    ``min_size`` (1) and ``max_size`` (10) bound each pool's connections.
+    ``timeout`` (5.0 s) bounds the wait for a pooled connection, a connection
+    attempt (libpq's ``connect_timeout``, at least 2 s), each statement
+    (``statement_timeout``, row-lock waits included) and unacknowledged sends
+    (``tcp_user_timeout``, on Linux); past it, and whenever the
+    server cannot answer, operations raise :class:`StoreUnavailableError`; other
+    driver failures raise :class:`StoreError`. ``table`` (``"serversession"``)
+    names the table, ``{table}_schema`` its version table. ``clock``
+    (``time.time``) gives "now" in Unix seconds. ``connection_options`` go to
+    ``psycopg.connect`` (say ``prepare_threshold=None`` behind PgBouncer).
+    Raises :class:`ConfigurationError` for a bad URL, table name or size.
+
+    Pools are made on first use (a server down at start-up is simply reached
+    later); the async one is bound to the event loop of its first use, so call
+    :meth:`aclose` (not just :meth:`close`) once the async face was used.
+    """
+
+    kind = "postgres"
+
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0,
+        table: str = "serversession", clock: Callable[[], float] = time.time, **connection_options: Any,
+    ) -> None:  # fmt: skip
+        if not _TABLE.fullmatch(table):
+            raise ConfigurationError(f"table must be a plain SQL name of at most 56 characters, got {table!r}")
+        if not (0 <= min_size <= max_size and max_size >= 1) or not timeout > 0:
+            raise ConfigurationError("PostgresStore needs 0 <= min_size <= max_size, max_size >= 1 and timeout > 0")
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise ConfigurationError(f"bad PostgreSQL store URL: {exc}") from exc
+        # Our bounds come first, so the URL's own connect_timeout or -c options win.
+        options = f"-c statement_timeout={math.ceil(timeout * 1000)} {params.get('options') or ''}".strip()
+        defaults: dict[str, Any] = {
+            "connect_timeout": max(2, math.ceil(timeout)), "application_name": "serversession",
+            "tcp_user_timeout": math.ceil(timeout * 1000),  # Linux: a vanished peer fails sends in time
+        }  # fmt: skip
+        self._conninfo = make_conninfo(url, **{**defaults, **params, "options": options})
+        self._kwargs = {**connection_options, "autocommit": True}
+        # A reconnection attempt gives up after ``timeout`` and the next request starts a new one at
+        # once, so the store is back as soon as the server is (psycopg_pool backs off up to minutes).
+        self._pool_options: dict[str, Any] = {
+            "min_size": min_size, "max_size": max_size, "timeout": timeout, "reconnect_timeout": timeout,
+            "name": f"serversession-{table}",
+        }  # fmt: skip
+        self.table = table
+        self._sql = compile_queries(table)
+        self._migrations = compile_migrations(table)
+        self._clock = clock
+        self._timeout = timeout
+        self._creates = 0
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool[Any] | None = None
+        self._apool: AsyncConnectionPool[Any] | None = None
+        self._migrated = False
+
+    # -- pools ---------------------------------------------------------------------------
+    def _sync_pool(self) -> ConnectionPool[Any]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(self._conninfo, kwargs=self._kwargs, open=False, **self._pool_options)
+                self._pool.open()
+            return self._pool
+
+    async def _async_pool(self) -> AsyncConnectionPool[Any]:
+        if self._apool is None:  # no await before the assignment: one pool per store
+            self._apool = AsyncConnectionPool(self._conninfo, kwargs=self._kwargs, open=False, **self._pool_options)
+        if self._apool.closed:  # opened here, in the running event loop it is bound to
+            await self._apool.open()
+        return self._apool
+
+    # -- plans: every operation once, for both faces ------------------------------------------
+    def _migrate(self) -> _Plan[None]:
+        """Apply the missing migrations (run in one transaction)."""
+        yield (self._sql.lock, {"lock_class": LOCK_CLASS, "table_name": self.table})
+        yield (self._sql.create_schema, {})
+        rows = (yield (self._sql.get_version, {})).rows
+        found = int(rows[0][0]) if rows else 0
+        for migration in self._migrations[found:]:
+            yield (migration, {})
+        if found < len(self._migrations):
+            yield (self._sql.set_version, {"version": len(self._migrations)})
+
+    def _load(self, key: str) -> _Plan[StoredSession | None]:
+        rows = (yield (self._sql.load, {"key": key, "now": self._clock()})).rows
+        return _session(key, *rows[0]) if rows else None
+
+    def _create(self, key: str, commit: Commit) -> _Plan[bool]:
+        now = self._clock()
+        self._creates += 1
+        if self._creates % 64 == 0:
+            yield (self._sql.purge, {"now": now, "limit": 50})
+        reply = yield (self._sql.insert, self._row(key, commit.set_data, commit.meta, commit.expires_at or now, now))
+        return reply.rowcount == 1
+
+    @staticmethod
+    def _row(key: str, data: Mapping[str, str], meta: Mapping[str, str], expires_at: float | None,
+             now: float) -> dict[str, Any]:  # fmt: skip
+        return {"key": key, "data": Jsonb(dict(data), dumps=_dumps), "meta": Jsonb(dict(meta), dumps=_dumps),
+                "user": meta.get("u") or None, "expires_at": expires_at, "now": now}  # fmt: skip
+
+    def _locked(self, key: str, now: float) -> _Plan[tuple[dict[str, str], dict[str, str]] | CommitResult]:
+        """Lock the live row under ``key``: its (data, meta), or MISSING / MOVED."""
+        rows = (yield (self._sql.lock_row, {"key": key, "now": now})).rows
+        if not rows:
+            return MISSING
+        data, meta, moved_to = rows[0]
+        if moved_to is not None:
+            return CommitResult(Outcome.MOVED, moved_to=moved_to)
+        return _fields(key, data, meta)
+
+    def _commit(self, key: str, commit: Commit) -> _Plan[CommitResult]:
+        now = self._clock()
+        found = yield from self._locked(key, now)
+        if isinstance(found, CommitResult):
+            return found
+        data, meta = found
+        conflict = apply_commit(data, meta, commit)
+        if conflict is not None:
+            return conflict
+        yield (self._sql.update, self._row(key, data, meta, commit.expires_at, now))
+        return COMMITTED
+
+    def _rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> _Plan[CommitResult]:
+        now = self._clock()
+        found = yield from self._locked(old_key, now)
+        if isinstance(found, CommitResult):
+            return found
+        data, meta = found
+        apply_commit(data, meta, Commit(commit.set_data, commit.unset_data, commit.meta))
+        reply = yield (self._sql.insert, self._row(new_key, data, meta, commit.expires_at or now, now))
+        if reply.rowcount != 1:  # raising rolls the transaction back: the old row stays as it was
+            raise ValueError(f"rotation target {new_key!r} is taken")
+        yield (self._sql.tombstone, {"key": old_key, "moved_to": new_key, "expires_at": now + grace})
+        return COMMITTED
+
+    def _delete(self, key: str) -> _Plan[bool]:
+        return (yield (self._sql.delete, {"key": key, "now": self._clock()})).rowcount > 0
+
+    def _list_user(self, user: str) -> _Plan[list[StoredSession]]:
+        rows = (yield (self._sql.list_user, {"user": user, "now": self._clock()})).rows
+        return [_session(*row) for row in rows]
+
+    def _scan_batch(self, after: str) -> _Plan[list[StoredSession]]:
+        params = {"after": after, "now": self._clock(), "limit": _SCAN_BATCH}
+        return [_session(*row) for row in (yield (self._sql.scan, params)).rows]
+
+    def _purge(self, limit: int) -> _Plan[int]:
+        return (yield (self._sql.purge, {"now": self._clock(), "limit": limit})).rowcount
+
+    def _ping(self) -> _Plan[None]:
+        yield (self._sql.ping, {})
+
+    # -- carrying plans out ------------------------------------------------------------------
+    def _fail(self, operation: str, exc: BaseException) -> StoreError:
+        cls = StoreUnavailableError if isinstance(exc, _UNAVAILABLE) else StoreError
+        message = f"PostgreSQL {operation} failed: {type(exc).__name__}: {exc}"
+        return cls(message, store=self.kind, operation=operation)
+
+    @staticmethod
+    def _execute(conn: psycopg.Connection[Any], plan: _Plan[T], txn: bool) -> T:
+        with conn.transaction() if txn else nullcontext(), conn.cursor() as cur:
+            try:
+                step = next(plan)
+                while True:
+                    cur.execute(*step)
+                    step = plan.send(_Reply(cur.fetchall() if cur.description else [], cur.rowcount))
+            except StopIteration as done:  # caught inside the transaction, which then commits
+                return done.value  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def _aexecute(conn: psycopg.AsyncConnection[Any], plan: _Plan[T], txn: bool) -> T:
+        async with conn.transaction() if txn else nullcontext(), conn.cursor() as cur:
+            try:
+                step = next(plan)
+                while True:
+                    await cur.execute(*step)
+                    step = plan.send(_Reply(await cur.fetchall() if cur.description else [], cur.rowcount))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    def _run(self, operation: str, plan: _Plan[T], txn: bool = False) -> T:
+        try:
+            pool, deadline = self._sync_pool(), time.monotonic() + self._timeout
+            for _ in range(self._pool_options["max_size"] + 1):  # the pool drops a dead one on return
+                with pool.connection(timeout=max(deadline - time.monotonic(), 0.0)) as conn:
+                    try:
+                        conn.execute(b"")  # did a server restart break this connection?
+                    except psycopg.OperationalError:
+                        continue
+                    if not self._migrated:
+                        self._execute(conn, self._migrate(), txn=True)
+                        self._migrated = True
+                    return self._execute(conn, plan, txn)
+            raise psycopg.OperationalError("every pooled connection was broken")
+        except _CAUGHT as exc:
+            raise self._fail(operation, exc) from exc
+
+    async def _arun(self, operation: str, plan: _Plan[T], txn: bool = False) -> T:
+        try:
+            pool, deadline = await self._async_pool(), time.monotonic() + self._timeout
+            for _ in range(self._pool_options["max_size"] + 1):
+                async with pool.connection(timeout=max(deadline - time.monotonic(), 0.0)) as conn:
+                    try:
+                        await conn.execute(b"")
+                    except psycopg.OperationalError:
+                        continue
+                    if not self._migrated:
+                        await self._aexecute(conn, self._migrate(), txn=True)
+                        self._migrated = True
+                    return await self._aexecute(conn, plan, txn)
+            raise psycopg.OperationalError("every pooled connection was broken")
+        except _CAUGHT as exc:
+            raise self._fail(operation, exc) from exc
+
+    # -- sync face ---------------------------------------------------------------------------
+    def load(self, key: str) -> StoredSession | None:
+        """See :meth:`Store.load`: one SELECT."""
+        return self._run("load", self._load(key))
+
+    def create(self, key: str, commit: Commit) -> bool:
+        """See :meth:`Store.create`: one INSERT (an expired row under ``key`` is replaced)."""
+        return self._run("create", self._create(key, commit))
+
+    def commit(self, key: str, commit: Commit) -> CommitResult:
+        """See :meth:`Store.commit`: one transaction holding the row lock."""
+        return self._run("commit", self._commit(key, commit), txn=True)
+
+    def rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
+        """See :meth:`Store.rotate`: the new row and the tombstone in one transaction."""
+        return self._run("rotate", self._rotate(old_key, new_key, commit, grace), txn=True)
+
+    def delete(self, key: str) -> bool:
+        """See :meth:`Store.delete`; a tombstone is left alone and answers False."""
+        return self._run("delete", self._delete(key))
+
+    def list_user(self, user: str) -> list[StoredSession]:
+        """See :meth:`Store.list_user`: one SELECT on the user index."""
+        return self._run("list_user", self._list_user(user))
+
+    def scan(self) -> Iterator[StoredSession]:
+        """See :meth:`Store.scan`: batches of 500 in key order, no connection held in between."""
+        after = ""
+        while True:
+            batch = self._run("scan", self._scan_batch(after))
+            yield from batch
+            if len(batch) < _SCAN_BATCH:
+                return
+            after = batch[-1].key
+
+    def purge_expired(self, limit: int = 1000) -> int:
+        """See :meth:`Store.purge_expired`: one DELETE of up to ``limit`` expired rows."""
+        return self._run("purge", self._purge(limit))
+
+    def ping(self) -> None:
+        """See :meth:`Store.ping`: ``SELECT 1`` (creating the schema on first use)."""
+        self._run("ping", self._ping())
+
+    def close(self) -> None:
+        """Close the sync pool (see :meth:`aclose` for the async one); a later call reopens it."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(timeout=self._timeout)
+
+    # -- async face ----------------------------------------------------------------------------
+    async def aload(self, key: str) -> StoredSession | None:
+        """See :meth:`AsyncStore.aload`."""
+        return await self._arun("load", self._load(key))
+
+    async def acreate(self, key: str, commit: Commit) -> bool:
+        """See :meth:`AsyncStore.acreate`."""
+        return await self._arun("create", self._create(key, commit))
+
+    async def acommit(self, key: str, commit: Commit) -> CommitResult:
+        """See :meth:`AsyncStore.acommit`."""
+        return await self._arun("commit", self._commit(key, commit), txn=True)
+
+    async def arotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
+        """See :meth:`AsyncStore.arotate`."""
+        return await self._arun("rotate", self._rotate(old_key, new_key, commit, grace), txn=True)
+
+    async def adelete(self, key: str) -> bool:
+        """See :meth:`AsyncStore.adelete`."""
+        return await self._arun("delete", self._delete(key))
+
+    async def alist_user(self, user: str) -> list[StoredSession]:
+        """See :meth:`AsyncStore.alist_user`."""
+        return await self._arun("list_user", self._list_user(user))
+
+    async def apurge_expired(self, limit: int = 1000) -> int:
+        """See :meth:`AsyncStore.apurge_expired`."""
+        return await self._arun("purge", self._purge(limit))
+
+    async def aping(self) -> None:
+        """See :meth:`AsyncStore.aping`."""
+        await self._arun("ping", self._ping())
+
+    async def aclose(self) -> None:
+        """Close both pools."""
+        pool, self._apool = self._apool, None
+        if pool is not None:
+            await pool.close(timeout=self._timeout)
+        self.close()
+
+
+__all__ = ["PostgresStore"]
