@@ -13,6 +13,7 @@ from .core.session import Session
 from .exceptions import (
     ConcurrentUpdateError,
     ConfigurationError,
+    CorruptRecordError,
     CSRFError,
     NotSerializableError,
     SessionDataError,
@@ -35,6 +36,7 @@ __all__ = [
     "CommitResult",
     "ConcurrentUpdateError",
     "ConfigurationError",
+    "CorruptRecordError",
     "MemoryStore",
     "NotSerializableError",
     "Outcome",

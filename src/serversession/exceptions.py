@@ -6,7 +6,8 @@ so an application can catch the whole family in one place::
     SessionError
     ├── ConfigurationError        a setting or store URL is wrong (raised at start-up)
     ├── StoreError                the store failed: server down, timeout, corrupt row
-    │   └── StoreUnavailableError the store cannot be reached right now (answer 503, retry later)
+    │   ├── StoreUnavailableError the store cannot be reached right now (answer 503, retry later)
+    │   └── CorruptRecordError    a stored session cannot be decoded (answer 503, never a 500)
     ├── SessionDataError          the application put something unstorable in a session
     │   ├── NotSerializableError  a value is not JSON-serializable (raised where it is set)
     │   └── SessionTooLargeError  the encoded session exceeds ``max_size``
@@ -52,6 +53,15 @@ class StoreUnavailableError(StoreError):
 
     Middleware turns this into ``503 Service Unavailable`` with a JSON body; nothing
     was written and nothing is lost, so the client may retry.
+    """
+
+
+class CorruptRecordError(StoreError):
+    """A stored session cannot be decoded: a field is missing, mistyped or not JSON.
+
+    Only a bug, a hand-edited row or a foreign writer produces one. It is a
+    :class:`StoreError` so every integration answers 503 instead of crashing,
+    and the record is left alone for someone to inspect.
     """
 
 

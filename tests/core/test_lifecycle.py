@@ -176,6 +176,17 @@ def test_a_request_in_flight_cannot_resurrect_a_destroyed_session(
     assert result.ended and store.inner.load(storage_key(sid)) is None
 
 
+def test_a_logout_racing_a_rotation_still_ends_the_session(manager: SessionManager, store: CountingStore) -> None:
+    _, sid = start(manager, x=1)
+    leaving = manager.load(token(sid))  # this request signs out...
+    signing_in = manager.load(token(sid))  # ...while this one rotates first
+    signing_in.rotate()
+    new_sid = cookie_of(manager.save(signing_in))
+    leaving.destroy()
+    assert manager.save(leaving).ended
+    assert manager.load(token(new_sid)).is_new, "the session survived under its new ID"
+
+
 def test_concurrent_requests_changing_different_keys_both_win(manager: SessionManager) -> None:
     _, sid = start(manager, a=0)
     r1, r2 = manager.load(token(sid)), manager.load(token(sid))

@@ -70,3 +70,11 @@ def test_client_ip_believes_only_trusted_proxies() -> None:
     proxied = SessionConfig(trusted_proxies=["10.0.0.0/8"])
     assert client_ip(proxied, "10.0.0.1", "6.6.6.6, 1.2.3.4, 10.0.0.2") == "1.2.3.4"
     assert client_ip(proxied, "8.8.8.8", "1.2.3.4") == "8.8.8.8"
+
+
+def test_only_a_well_formed_pre_session_csrf_secret_is_adopted() -> None:
+    config = SessionConfig(cookie_name="session")
+    good = "A" * 42 + "_"
+    assert read_token(config, f"session-csrf={good}", None).csrf_secret == good
+    for bad in ("", "short", "A" * 44, "A" * 42 + "!", "é" * 43):
+        assert read_token(config, f"session-csrf={bad}", None).csrf_secret is None, bad

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -66,6 +67,7 @@ class DemoServer:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
+        self._final_log = ""
 
     @property
     def url(self) -> str:
@@ -82,10 +84,11 @@ class DemoServer:
         return Path(self.store_url[len("sqlite:///") :])
 
     def log(self) -> str:
+        """Everything the demo printed (kept after exit, when its directory is gone)."""
         try:
             return self.log_path.read_text(errors="replace")
         except OSError:
-            return ""
+            return self._final_log
 
     def start(self) -> DemoServer:
         """Start on a free port (re-picked if another process took it) and wait for /healthz."""
@@ -143,9 +146,13 @@ class DemoServer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        code = self.stop()
-        if exc_type is None and code != 0:
-            raise AssertionError(f"the demo exited with {code} on SIGTERM:\n{self.log()[-3000:]}")
+        try:
+            code = self.stop()
+            if exc_type is None and code != 0:
+                raise AssertionError(f"the demo exited with {code} on SIGTERM:\n{self.log()[-3000:]}")
+        finally:
+            self._final_log = self.log()
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class ApiClient:

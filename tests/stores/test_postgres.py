@@ -22,7 +22,7 @@ from servers import PostgresServer
 from serversession.core.codec import SessionMeta, encode_meta, encode_meta_fields
 from serversession.core.ids import new_session_id, storage_key
 from serversession.core.records import Commit, CommitResult, Outcome
-from serversession.exceptions import ConfigurationError, StoreError, StoreUnavailableError
+from serversession.exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
 from serversession.stores import _postgres_sql, open_store
 from serversession.stores.postgres import PostgresStore
 
@@ -327,7 +327,8 @@ def test_corrupt_row_and_missing_table_are_store_errors(store: PostgresStore, po
     query(postgres_server, f"UPDATE {table} SET meta = '{{}}' WHERE key = %s", key)
     with pytest.raises(StoreError) as info:
         store.load(key)
-    assert type(info.value) is StoreError and isinstance(info.value.__cause__, KeyError)
+    assert isinstance(info.value, CorruptRecordError) and isinstance(info.value.__cause__, KeyError)
+    assert info.value.store == "postgres"
     query(postgres_server, f"DROP TABLE {table}")
     with pytest.raises(StoreError) as info:
         store.load(key)

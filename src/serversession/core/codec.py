@@ -10,10 +10,12 @@ Python value (compact separators, no NaN), so equal values give equal text.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..exceptions import NotSerializableError
+from ..exceptions import CorruptRecordError, NotSerializableError
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _decode = json.JSONDecoder().decode
@@ -34,8 +36,26 @@ def encode_value(key: str, value: Any) -> str:
 
 
 def decode_value(text: str) -> Any:
-    """Decode one stored value (the inverse of :func:`encode_value`)."""
-    return _decode(text)
+    """Decode one stored value (the inverse of :func:`encode_value`).
+
+    Raises :class:`CorruptRecordError` for text that is not JSON (or not text), so
+    a damaged record surfaces as a store error (503) where it is first read.
+    """
+    try:
+        return _decode(text)
+    except (TypeError, ValueError) as exc:
+        raise CorruptRecordError(f"a stored session value is not JSON: {exc}", operation="load") from exc
+
+
+def check_data(data: Any) -> dict[str, str]:
+    """Return a stored data mapping if it is ``{str: str}``, else raise :class:`CorruptRecordError`.
+
+    For stores that keep a session's data as one JSON document (SQLite,
+    PostgreSQL): the document itself may have been damaged.
+    """
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise CorruptRecordError("a stored session's data is not a mapping of encoded values", operation="load")
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +121,24 @@ def encode_meta(meta: SessionMeta) -> dict[str, str]:
     )
 
 
-def decode_meta(fields: dict[str, str]) -> SessionMeta:
+def decode_meta(fields: Mapping[str, Any]) -> SessionMeta:
     """Decode string fields written by :func:`encode_meta`.
 
-    Raises ``KeyError``/``ValueError`` for a corrupt record; stores turn that into
-    :class:`~serversession.exceptions.StoreError`.
+    Raises :class:`CorruptRecordError` for a corrupt record: not a mapping, a
+    missing or non-finite timestamp (a NaN deadline would never expire), a field
+    that is not a string.
     """
+    if not isinstance(fields, Mapping) or not all(isinstance(v, str) for v in fields.values()):
+        raise CorruptRecordError("a stored session's metadata is not a mapping of strings", operation="load")
+    try:
+        created_at, last_seen_at = float(fields["c"]), float(fields["s"])
+    except (KeyError, ValueError) as exc:
+        raise CorruptRecordError("a stored session has no valid timestamps", operation="load") from exc
+    if not (math.isfinite(created_at) and math.isfinite(last_seen_at)):
+        raise CorruptRecordError("a stored session's timestamps are not finite", operation="load")
     return SessionMeta(
-        created_at=float(fields["c"]),
-        last_seen_at=float(fields["s"]),
+        created_at=created_at,
+        last_seen_at=last_seen_at,
         user=fields.get("u") or None,
         user_agent=fields.get("a", ""),
         ip=fields.get("i", ""),

@@ -1,15 +1,20 @@
-"""CSRF tokens bound to the session, derived rather than stored.
+"""CSRF tokens bound to the session: an HMAC of a per-session secret.
 
-The token is ``HMAC-SHA256(key=session ID, "csrf")``. Only the holder of the
-session ID (the browser's HttpOnly cookie, never page script) and the server
-during that request can compute it, so a cross-site page cannot forge it; it
-reveals nothing about the ID; it changes by itself when the ID is rotated; and it
-costs no store space and no store round trip.
+Each stored session holds a random *CSRF secret* in its metadata (field ``x``,
+32 bytes from :mod:`secrets`); the token is ``HMAC-SHA256(key=secret,
+"serversession csrf")``. The secret never leaves the server, so only a page the
+server rendered for this session carries a valid token; it is replaced at every
+rotation (sign-in, privilege change), so a token seen before sign-in is useless
+after it; a token reveals nothing about the session ID; checking one costs no
+extra store round trip (the secret comes with the session's metadata).
 
-A visitor who has no stored session yet (a sign-in form served to a first-time
-visitor) gets a *pre-session secret* in a small cookie instead, and the token is
-derived from that secret the same way. This keeps such pages from creating store
-entries while still protecting the sign-in POST (login CSRF).
+A visitor with no stored session yet (a sign-in form served to a first-time
+visitor) gets a *pre-session secret* in a small cookie (``<cookie name>-csrf``)
+instead, and the token is derived from it the same way. Such pages create no
+store entry, yet the sign-in POST is still protected (login CSRF). When the
+visitor's session is first stored, that secret becomes the session's, so forms
+already open keep working; sign-in then rotates it. Only a well-formed secret
+(43 URL-safe characters, what the server issues) is ever adopted.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 
 #: Methods that never need a token: they must not change state.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -26,8 +32,17 @@ HEADER_NAME = "x-csrf-token"
 FORM_FIELD = "csrf_token"
 
 
+#: The shape of a secret the server issues: ``secrets.token_urlsafe(32)``.
+SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def well_formed_secret(value: str | None) -> str | None:
+    """``value`` if it looks like a secret the server issued, else None (never adopted)."""
+    return value if value is not None and SECRET_PATTERN.fullmatch(value) else None
+
+
 def token_for(secret: str) -> str:
-    """Return the CSRF token bound to ``secret`` (a session ID or pre-session secret)."""
+    """Return the CSRF token bound to ``secret`` (a session's CSRF secret or a pre-session one)."""
     mac = hmac.new(secret.encode("utf-8"), b"serversession csrf", hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 

@@ -158,8 +158,10 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
 def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult]:
     """Plan: write what this request changed and say what the response carries."""
     if session.destroy_requested:
-        if session.key is not None and (yield ("delete", (session.key,))):
-            yield _event(EventKind.DESTROYED, now, session.key, session.user, session.end_reason)
+        if session.key is not None:
+            ended = yield from _delete_following_moves(session.key)
+            if ended is not None:
+                yield _event(EventKind.DESTROYED, now, ended, session.user, session.end_reason)
         return _ended(session)
     if session.key is None:
         if not (session.create_requested or session.has_changes or session.user is not None):
@@ -183,8 +185,20 @@ def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult
     return NOTHING
 
 
-def modify(session: Session, key: str, fn: Callable[[Any], T], default: Any, now: float) -> Plan[T]:
-    """Plan: compare-and-set ``session[key] = fn(stored value)``, retrying on conflict."""
+#: ``modify``'s starting point when the caller knows nothing fresher than the session's load.
+FROM_SESSION: Any = object()
+
+
+def modify(
+    session: Session, key: str, fn: Callable[[Any], T], default: Any, now: float, latest: Any = FROM_SESSION
+) -> Plan[T]:
+    """Plan: compare-and-set ``session[key] = fn(stored value)``, retrying on conflict.
+
+    ``latest`` is the encoded text (or None: absent) the caller believes the
+    store holds now, fresher than this request's load; a manager passes what its
+    own last ``modify`` of this key committed, so serialized writers in one
+    process each succeed at the first attempt.
+    """
     config = session.config
     if session.key is None:
         current = copy.deepcopy(session.get(key, default))
@@ -192,7 +206,7 @@ def modify(session: Session, key: str, fn: Callable[[Any], T], default: Any, now
         session[key] = value
         return value
     target = session.key
-    expected = session.base.get(key)
+    expected = session.base.get(key) if latest is FROM_SESSION else latest
     for _ in range(config.modify_attempts):
         current = decode_value(expected) if expected is not None else copy.deepcopy(default)
         value = fn(current)
@@ -244,8 +258,9 @@ def revoke(config: SessionConfig, user: str, handle: str, now: float, reason: st
     stored: list[StoredSession] = yield ("list_user", (user,))
     for s in stored:
         if s.meta.user == user and public_handle(s.key) == handle:
-            if (yield ("delete", (s.key,))):
-                yield _event(EventKind.REVOKED, now, s.key, user, reason)
+            ended = yield from _delete_following_moves(s.key)
+            if ended is not None:
+                yield _event(EventKind.REVOKED, now, ended, user, reason)
                 return True
             return False
     return False
@@ -258,9 +273,14 @@ def revoke_user(
     stored: list[StoredSession] = yield ("list_user", (user,))
     keep_key = keep.key if keep is not None else None
     ended = 0
+    done: set[str] = set()
     for s in stored:
-        if s.meta.user == user and s.key != keep_key and (yield ("delete", (s.key,))):
-            yield _event(EventKind.REVOKED, now, s.key, user, reason)
+        if s.meta.user != user or s.key == keep_key or s.key in done:
+            continue
+        gone = yield from _delete_following_moves(s.key)
+        if gone is not None:
+            done.add(gone)
+            yield _event(EventKind.REVOKED, now, gone, user, reason)
             ended += 1
     return ended
 
@@ -328,6 +348,23 @@ def _commit_following_moves(key: str, commit: Commit) -> Plan[tuple[CommitResult
             return result, moved
         key, moved = result.moved_to, True
     return CommitResult(Outcome.MISSING), moved
+
+
+def _delete_following_moves(key: str) -> Plan[str | None]:
+    """Delete a session even if it rotated since we read its key; return the key deleted.
+
+    Stores never delete a rotation marker (in-flight writes need it to follow
+    the session), so a logout or revocation racing a rotation would otherwise
+    miss the session under its new key. An empty commit reveals where it went.
+    """
+    for _ in range(_MAX_MOVES):
+        if (yield ("delete", (key,))):
+            return key
+        probe: CommitResult = yield ("commit", (key, Commit()))
+        if probe.outcome is not Outcome.MOVED or not probe.moved_to:
+            return None
+        key = probe.moved_to
+    return None
 
 
 def _create(session: Session, now: float) -> Plan[SaveResult]:

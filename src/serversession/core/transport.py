@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from . import csrf
 from .config import SessionConfig
 from .ids import is_well_formed
 
@@ -55,7 +56,8 @@ def read_token(config: SessionConfig, cookie_header: str | None, authorization: 
     name = config.cookie_name or ""
     csrf_name = config.csrf_cookie_name
     cookies = parse_cookie_header(cookie_header or "", (name, csrf_name))
-    return IncomingToken(cookies.get(name), via_header=False, csrf_secret=cookies.get(csrf_name))
+    csrf_secret = csrf.well_formed_secret(cookies.get(csrf_name))
+    return IncomingToken(cookies.get(name), via_header=False, csrf_secret=csrf_secret)
 
 
 def session_id_from_token(config: SessionConfig, token: str | None) -> str | None:

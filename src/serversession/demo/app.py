@@ -159,7 +159,8 @@ def wants_json(request: Request) -> bool:
 def error_response(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     """``{"error": message}`` for the API, the error page for a person."""
     if not wants_json(request) and "session" in request.scope:
-        response: Response = pages.error_page(request, status, message)
+        # A store failure (503) may come from the session itself: render without it.
+        response: Response = pages.error_page(request, status, message, with_session=status != 503)
     else:
         response = JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
     response.headers.update(headers or {})

@@ -47,19 +47,28 @@ def message(key: str, language: str) -> str:
     return texts.get(language, texts["en"])
 
 
-def render(request: Request, name: str, http_status: int = 200, **context: Any) -> HTMLResponse:
-    """Render template ``name`` with the header's context (user, theme, cart badge, clock)."""
-    session = get_session(request)
-    settings = shop.settings_of(session)
-    page: dict[str, Any] = {
-        "theme": settings["theme"],
-        "language": settings["language"],
-        "user": session.user,
-        "csrf_token": session.csrf_token,
-        "cart_count": sum(shop.cart_of(session).values()),
-        "idle_remaining": idle_remaining(session),
-        "flash": message("expired", settings["language"]) if session.expired else None,
-    }
+def render(
+    request: Request, name: str, http_status: int = 200, *, with_session: bool = True, **context: Any
+) -> HTMLResponse:
+    """Render template ``name`` with the header's context (user, theme, cart badge, clock).
+
+    ``with_session=False`` renders an anonymous header without touching the
+    session: the page that says the store failed must not read from it again.
+    """
+    page: dict[str, Any] = {"theme": "light", "language": "en", "user": None, "csrf_token": "",
+                            "cart_count": 0, "idle_remaining": None, "flash": None}  # fmt: skip
+    if with_session:
+        session = get_session(request)
+        settings = shop.settings_of(session)
+        page = {
+            "theme": settings["theme"],
+            "language": settings["language"],
+            "user": session.user,
+            "csrf_token": session.csrf_token,
+            "cart_count": sum(shop.cart_of(session).values()),
+            "idle_remaining": idle_remaining(session),
+            "flash": message("expired", settings["language"]) if session.expired else None,
+        }
     page.update(context)
     html = templates.get_template(name).render(page)
     return HTMLResponse(html, status_code=http_status, headers={"Cache-Control": "no-store"})
@@ -76,9 +85,9 @@ def idle_remaining(session: Session) -> int | None:
     return max(0, int(session.idle_expires_at - time.time()))
 
 
-def error_page(request: Request, status: int, text: str) -> HTMLResponse:
+def error_page(request: Request, status: int, text: str, *, with_session: bool = True) -> HTMLResponse:
     """The error page with ``status`` and a safe message."""
-    return render(request, "error.html", status, status=status, message=text, active=None)
+    return render(request, "error.html", status, with_session=with_session, status=status, message=text, active=None)
 
 
 def see_other(path: str) -> RedirectResponse:

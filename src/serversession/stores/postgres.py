@@ -279,6 +279,9 @@ class PostgresStore:
                         self._migrated = True
                     return self._execute(conn, plan, txn)
             raise psycopg.OperationalError("every pooled connection was broken")
+        except StoreError as exc:  # a corrupt record: name the store
+            exc.store, exc.operation = self.kind, operation
+            raise
         except _CAUGHT as exc:
             raise self._fail(operation, exc) from exc
 
@@ -296,6 +299,9 @@ class PostgresStore:
                         self._migrated = True
                     return await self._aexecute(conn, plan, txn)
             raise psycopg.OperationalError("every pooled connection was broken")
+        except StoreError as exc:  # a corrupt record: name the store
+            exc.store, exc.operation = self.kind, operation
+            raise
         except _CAUGHT as exc:
             raise self._fail(operation, exc) from exc
 

@@ -30,6 +30,7 @@ compare-and-set twice. The next call after an outage simply reconnects.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any, TypeVar
@@ -70,7 +71,9 @@ _UNAVAILABLE = (
     redis.exceptions.RedisClusterException,  # no reachable node, slot not covered
     OSError,
 )
-_CAUGHT = (redis.RedisError, *_UNAVAILABLE, KeyError, ValueError, IndexError, TypeError)
+#: Anything else a driver raises (redis-py's cluster clients have raised AttributeError
+#: from a torn-down connection mid-failover) is still a store failure, never a 500.
+_CAUGHT = Exception
 
 
 def _parse_url(url: str) -> tuple[str, bool]:
@@ -117,6 +120,8 @@ class RedisStore:
         }  # fmt: skip
         self._client: Any = None
         self._aclient: Any = None
+        self._ainitialized = False
+        self._ainit_lock: asyncio.Lock | None = None
         try:  # now, so a bad option fails at start-up; a cluster that is down is retried later
             self._sync_client()
         except _UNAVAILABLE:
@@ -135,6 +140,23 @@ class RedisStore:
             factory = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
             self._aclient = factory.from_url(self._url, **{"retry": AsyncRetry(NoBackoff(), 0), **self._options})
         return self._aclient
+
+    async def _ready_async_client(self) -> Any:
+        """The async client, its cluster slots mapped once before concurrent use.
+
+        redis-py's async cluster client maps the cluster on its first command;
+        many first commands at once each start that mapping and some fail. One
+        ``initialize()`` under a lock makes the first burst of requests safe.
+        """
+        client = self._async_client()
+        if self.cluster and not self._ainitialized:
+            if self._ainit_lock is None:
+                self._ainit_lock = asyncio.Lock()
+            async with self._ainit_lock:
+                if not self._ainitialized:
+                    await client.initialize()
+                    self._ainitialized = True
+        return client
 
     # -- shared logic: keys, argument packing, replies ------------------------------
     def _skey(self, key: str) -> str:
@@ -277,17 +299,23 @@ class RedisStore:
                 call = plan.send(self._call(client, call))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        except StoreError as exc:  # a corrupt record: name the store
+            exc.store, exc.operation = self.kind, operation
+            raise
         except _CAUGHT as exc:
             raise self._fail(operation, exc) from exc
 
     async def _arun(self, operation: str, plan: _Plan[T]) -> T:
         try:
-            client = self._async_client()
+            client = await self._ready_async_client()
             call = next(plan)
             while True:
                 call = plan.send(await self._acall(client, call))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        except StoreError as exc:  # a corrupt record: name the store
+            exc.store, exc.operation = self.kind, operation
+            raise
         except _CAUGHT as exc:
             raise self._fail(operation, exc) from exc
 
@@ -397,6 +425,7 @@ class RedisStore:
     async def aclose(self) -> None:
         """Close both clients' connections."""
         client, self._aclient = self._aclient, None
+        self._ainitialized = False
         if client is not None:
             await client.aclose()
         self.close()

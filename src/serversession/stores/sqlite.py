@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..core.codec import decode_meta
+from ..core.codec import check_data, decode_meta
 from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome, StoredSession, apply_commit
 from ..exceptions import StoreError, StoreUnavailableError
 from ._threaded import ThreadedAsyncFace
@@ -100,7 +100,12 @@ class SQLiteStore(ThreadedAsyncFace):
             raise StoreUnavailableError(
                 f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation
             ) from exc
-        except (sqlite3.Error, ValueError, KeyError) as exc:
+        except StoreError as exc:  # a corrupt row found inside a transaction
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            exc.store, exc.operation = "sqlite", operation
+            raise
+        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation) from exc
@@ -116,7 +121,7 @@ class SQLiteStore(ThreadedAsyncFace):
 
     @staticmethod
     def _row(key: str, row: tuple[str, str, str | None]) -> StoredSession:
-        return StoredSession(key, _loads(row[0]), decode_meta(_loads(row[1])))
+        return StoredSession(key, check_data(_loads(row[0])), decode_meta(_loads(row[1])))
 
     # -- Store -------------------------------------------------------------------
     def load(self, key: str) -> StoredSession | None:
@@ -160,7 +165,7 @@ class SQLiteStore(ThreadedAsyncFace):
                 return MISSING
             if row[2] is not None:
                 return CommitResult(Outcome.MOVED, moved_to=row[2])
-            data, meta = _loads(row[0]), _loads(row[1])
+            data, meta = check_data(_loads(row[0])), _loads(row[1])
             conflict = apply_commit(data, meta, commit)
             if conflict is not None:
                 return conflict
@@ -183,7 +188,7 @@ class SQLiteStore(ThreadedAsyncFace):
                 return MISSING
             if row[2] is not None:
                 return CommitResult(Outcome.MOVED, moved_to=row[2])
-            data, meta = _loads(row[0]), _loads(row[1])
+            data, meta = check_data(_loads(row[0])), _loads(row[1])
             apply_commit(data, meta, Commit(commit.set_data, commit.unset_data, commit.meta))
             conn.execute(
                 "INSERT INTO serversession (key, data, meta, user, expires_at) VALUES (?, ?, ?, ?, ?)",
