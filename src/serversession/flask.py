@@ -87,7 +87,7 @@ from .core import csrf
 from .core.config import SessionConfig
 from .core.session import Session
 from .core.transport import client_ip
-from .exceptions import ConfigurationError, StoreError
+from .exceptions import ConcurrentUpdateError, ConfigurationError, SessionEndedError, StoreError
 from .integrations._common import (
     FORM_TYPE,
     STORE_DOWN_MESSAGE,
@@ -98,6 +98,7 @@ from .integrations._common import (
     error_body,
     error_headers,
     response_headers,
+    session_error_status,
 )
 from .integrations.wsgi import ENVIRON_KEY
 from .manager import SessionManager
@@ -319,7 +320,9 @@ def init_app(
 
     # First in line, so no other hook runs on a session that is not there.
     app.before_request_funcs.setdefault(None, []).insert(0, guard)
-    app.register_error_handler(StoreError, _store_error)
+    app.register_error_handler(StoreError, _session_error)
+    app.register_error_handler(ConcurrentUpdateError, _session_error)
+    app.register_error_handler(SessionEndedError, _session_error)
     if enforce_csrf:
         app.context_processor(lambda: {"csrf_token": _template_csrf_token})
     return interface
@@ -367,9 +370,10 @@ def _template_csrf_token() -> str:
     return raw.csrf_token
 
 
-def _store_error(exc: StoreError) -> Response:
-    log.warning("session store failed: %s", exc)
-    return _error_response(503, STORE_DOWN_MESSAGE)
+def _session_error(exc: Exception) -> Response:
+    status, message = session_error_status(exc) or (500, "internal error")
+    log.warning("session error in a view: %s: %s", type(exc).__name__, exc)
+    return _error_response(status, message)
 
 
 def _error_response(status: int, message: str) -> Response:

@@ -8,9 +8,12 @@ so no rule about sessions is written twice.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -69,6 +72,24 @@ async def run_async(
         return value
 
 
+class _KeyGate:
+    """One stored session's ``modify`` queue in this process, and what it last committed.
+
+    Why: compare-and-set alone is correct but, with N requests of one process
+    modifying one key at once, each round has one winner and the others retry:
+    O(N) store round trips per write and, past ``modify_attempts``, failures.
+    Queueing them per session in the process and starting each from the value
+    the previous one committed makes every write one round trip; CAS still
+    guards against other processes. Readers and other keys are never queued.
+    """
+
+    __slots__ = ("__weakref__", "latest", "lock")
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.latest: dict[str, str | None] = {}
+
+
 class _ManagerBase:
     def __init__(
         self, store: Any, config: SessionConfig | None = None, *, clock: Callable[[], float] = time.time
@@ -77,6 +98,23 @@ class _ManagerBase:
         self.config = config or SessionConfig()
         self.clock = clock
         self.listeners: list[Listener] = []
+        # Gates live only while a modify holds or awaits them (weak values).
+        self._gates: weakref.WeakValueDictionary[str, _KeyGate] = weakref.WeakValueDictionary()
+        self._gates_guard = threading.Lock()
+
+    def _gate(self, key: str, new_lock: Callable[[], Any]) -> _KeyGate:
+        with self._gates_guard:
+            gate = self._gates.get(key)
+            if gate is None:
+                gate = self._gates[key] = _KeyGate(new_lock())
+            return gate
+
+    @staticmethod
+    def _remember(gate: _KeyGate, session: Session, key: str, ok: bool) -> None:
+        if ok:
+            gate.latest[key] = session.base.get(key)
+        else:
+            gate.latest.pop(key, None)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(event)`` for every :class:`SessionEvent` (sync or async callable).
@@ -137,8 +175,24 @@ class SessionManager(_ManagerBase):
         return run_sync(lifecycle.save(session, self.clock(), ip), self.store, self._emit_sync)
 
     def modify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
-        """Atomic read-modify-write of one key (see :meth:`Session.modify`)."""
-        return run_sync(lifecycle.modify(session, key, fn, default, self.clock()), self.store, self._emit_sync)
+        """Atomic read-modify-write of one key (see :meth:`Session.modify`).
+
+        Modifies of one session by threads of this process take turns (see
+        :class:`_KeyGate`); each then costs one store round trip.
+        """
+        if session.key is None:
+            return run_sync(lifecycle.modify(session, key, fn, default, self.clock()), self.store, self._emit_sync)
+        gate = self._gate(session.key, threading.Lock)
+        with gate.lock:
+            ok = False
+            try:
+                latest = gate.latest.get(key, lifecycle.FROM_SESSION)
+                plan = lifecycle.modify(session, key, fn, default, self.clock(), latest)
+                value = run_sync(plan, self.store, self._emit_sync)
+                ok = True
+                return value
+            finally:
+                self._remember(gate, session, key, ok)
 
     def amodify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> Any:
         """Not available on a sync manager: use :meth:`modify`."""
@@ -184,8 +238,21 @@ class AsyncSessionManager(_ManagerBase):
         raise TypeError("this session belongs to an async manager; use await session.amodify()")
 
     async def amodify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
-        """See :meth:`SessionManager.modify`."""
-        return await run_async(lifecycle.modify(session, key, fn, default, self.clock()), self.store, self._emit_async)
+        """See :meth:`SessionManager.modify`: tasks of this process take turns per session."""
+        if session.key is None:
+            plan = lifecycle.modify(session, key, fn, default, self.clock())
+            return await run_async(plan, self.store, self._emit_async)
+        gate = self._gate(session.key, asyncio.Lock)
+        async with gate.lock:
+            ok = False
+            try:
+                latest = gate.latest.get(key, lifecycle.FROM_SESSION)
+                plan = lifecycle.modify(session, key, fn, default, self.clock(), latest)
+                value = await run_async(plan, self.store, self._emit_async)
+                ok = True
+                return value
+            finally:
+                self._remember(gate, session, key, ok)
 
     async def alist_sessions(self, user: str, current: Session | None = None) -> list[SessionInfo]:
         """See :meth:`SessionManager.list_sessions`."""

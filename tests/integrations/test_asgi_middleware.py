@@ -13,7 +13,13 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
-from serversession import MemoryStore, SessionConfig, StoreUnavailableError
+from serversession import (
+    ConcurrentUpdateError,
+    MemoryStore,
+    SessionConfig,
+    SessionEndedError,
+    StoreUnavailableError,
+)
 from serversession.integrations.asgi import SessionMiddleware, get_session
 
 
@@ -146,3 +152,28 @@ def test_store_failure_on_save_replaces_the_response_with_503(client: TestClient
     assert response.status_code == 503
     store.fail.clear()
     assert client.get("/read").json()["value"] == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(ConcurrentUpdateError("lost"), 409), (SessionEndedError("gone"), 409), (StoreUnavailableError("down"), 503)],
+)
+def test_a_session_error_escaping_a_plain_asgi_app_is_a_json_4xx_5xx_not_a_crash(
+    store: FlakyStore, error: Exception, status: int
+) -> None:
+    async def plain_app(scope: Any, receive: Any, send: Any) -> None:
+        raise error
+
+    client = TestClient(SessionMiddleware(plain_app, store, SessionConfig(cookie_secure=False)))
+    response = client.get("/")
+    assert response.status_code == status and "error" in response.json()
+
+
+def test_an_error_after_the_response_started_is_left_to_the_server(store: FlakyStore) -> None:
+    async def half_app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise ConcurrentUpdateError("too late to answer 409")
+
+    client = TestClient(SessionMiddleware(half_app, store, SessionConfig(cookie_secure=False)))
+    with pytest.raises(ConcurrentUpdateError):
+        client.get("/")

@@ -10,7 +10,7 @@ import pytest
 from flaky_store import FlakyStore
 from werkzeug.test import Client
 
-from serversession import MemoryStore, SessionConfig
+from serversession import ConcurrentUpdateError, MemoryStore, SessionConfig, SessionEndedError, StoreUnavailableError
 from serversession.integrations.wsgi import SessionMiddleware, get_session
 
 StartResponse = Callable[..., Any]
@@ -124,3 +124,15 @@ def test_client_ip_believes_forwarded_for_only_from_trusted_proxies(store: Flaky
         c = client(store, trusted_proxies=trusted, csrf=False)
         c.post("/set?v=1", headers={"X-Forwarded-For": "203.0.113.7"}, environ_base={"REMOTE_ADDR": "10.0.0.1"})
         assert list(store.scan())[-1].meta.ip == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(ConcurrentUpdateError("lost"), "409"), (SessionEndedError("gone"), "409"), (StoreUnavailableError("x"), "503")],
+)
+def test_a_session_error_escaping_the_app_is_a_json_error(store: FlakyStore, error: Exception, status: str) -> None:
+    def failing_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        raise error
+
+    response = client(store, failing_app).get("/")
+    assert response.status.startswith(status) and b"error" in response.data

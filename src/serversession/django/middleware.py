@@ -17,14 +17,17 @@ from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessio
 from django.http import HttpRequest, HttpResponse
 
 from ..exceptions import StoreError
-from ..integrations._common import STORE_DOWN_MESSAGE, error_body, error_headers
+from ..integrations._common import STORE_DOWN_MESSAGE, error_body, error_headers, session_error_status
 from .backend import SessionStore
 
 log = logging.getLogger("serversession")
 
 
 class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
-    """Django's session middleware plus 503 on store failure (needs ``serversession.django``)."""
+    """Django's session middleware plus 503 on store failure, 409 on a lost session race.
+
+    Needs ``SESSION_ENGINE = "serversession.django"``.
+    """
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         super().process_request(request)
@@ -44,7 +47,16 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
         return result
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        return _unavailable(exception) if isinstance(exception, StoreError) else None
+        answer = session_error_status(exception)
+        if answer is None:
+            return None
+        log.warning("session error in a view: %s: %s", type(exception).__name__, exception)
+        body = error_body(answer[1])
+        response = HttpResponse(body, status=answer[0], content_type="application/json")
+        for name, value in error_headers(answer[0], body):
+            if name == "Retry-After":
+                response[name] = value
+        return response
 
 
 def _unavailable(exc: Any) -> HttpResponse:

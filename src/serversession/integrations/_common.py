@@ -17,11 +17,27 @@ from ..core.events import EventKind, SessionEvent
 from ..core.lifecycle import SaveResult
 from ..core.session import Session
 from ..core.transport import RESPONSE_HEADER
+from ..exceptions import ConcurrentUpdateError, SessionEndedError, StoreError
 
 #: Largest form body read to find a ``csrf_token`` field (bytes); larger gets 413.
 MAX_FORM_BODY = 1024 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
 STORE_DOWN_MESSAGE = "session store unavailable, please retry"
+CONFLICT_MESSAGE = "the session changed meanwhile, please retry"
+
+
+def session_error_status(exc: BaseException) -> tuple[int, str] | None:
+    """The answer to a session-layer error that escaped the app, or None for others.
+
+    A store failure is 503 (nothing was lost, retry); a ``modify`` that lost
+    every race or a session ended by another request meanwhile is 409 (retry
+    after reloading). Neither is the app's bug, so neither may become a 500.
+    """
+    if isinstance(exc, StoreError):
+        return 503, STORE_DOWN_MESSAGE
+    if isinstance(exc, (ConcurrentUpdateError, SessionEndedError)):
+        return 409, CONFLICT_MESSAGE
+    return None
 
 
 def csrf_required(config: SessionConfig, method: str, path: str) -> bool:

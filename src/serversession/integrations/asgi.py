@@ -38,6 +38,7 @@ from ._common import (
     csrf_required,
     error_body,
     response_headers,
+    session_error_status,
     token_from_form,
 )
 
@@ -123,7 +124,21 @@ class SessionMiddleware:
                 await _send_error(send, 403, csrf_message(reason))
                 return
 
-        await self.app(scope, receive, self._saving_send(session, send, ip))
+        started = False
+
+        async def note_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, self._saving_send(session, note_start, ip))
+        except Exception as exc:
+            answer = session_error_status(exc)
+            if answer is None or started:
+                raise
+            log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
+            await _send_error(send, *answer)
 
     def _saving_send(self, session: Session, send: Send, ip: str) -> Send:
         failed = False

@@ -46,6 +46,7 @@ from ._common import (
     error_body,
     error_headers,
     response_headers,
+    session_error_status,
     token_from_form,
 )
 
@@ -124,7 +125,14 @@ class SessionMiddleware:
                 return _error(start_response, 403, csrf_message(reason))
 
         saver = _Saver(self.manager, session, ip, start_response)
-        result = self.app(environ, saver.start_response)
+        try:
+            result = self.app(environ, saver.start_response)
+        except Exception as exc:
+            answer = session_error_status(exc)
+            if answer is None or saver.started or saver.failed:
+                raise
+            log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
+            return _error(start_response, *answer)
         if saver.failed:
             _close(result)
             return [saver.error]
