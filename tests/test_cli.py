@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serversession import SessionConfig, SessionManager, SQLiteStore
+import pytest
+
+from serversession import SessionConfig, SessionManager, SQLiteStore, open_store
 from serversession.core.transport import IncomingToken
 
 
@@ -69,3 +71,22 @@ def test_errors_are_one_line_and_non_zero(tmp_path: Path) -> None:
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "unknown store URL" in result.stderr
     result = cli("stats", "--store", "sqlite:///")
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("target", ["fresh_redis", "fresh_cluster", "postgres_server"])
+def test_migrate_from_sqlite_to_a_server_store_keeps_every_session(
+    tmp_path: Path, request: pytest.FixtureRequest, target: str
+) -> None:
+    """The documented way out of one machine: SQLite to Redis, Redis Cluster or PostgreSQL."""
+    src = tmp_path / "a.db"
+    ids = seed(src, ["alice", None, "bob", "alice"])
+    url = request.getfixturevalue(target).url
+    moved = cli("migrate", "--from", f"sqlite:///{src}", "--to", url)
+    assert "copied 4 session(s), 0 already present" in moved.stdout, moved.stdout + moved.stderr
+    manager = SessionManager(open_store(url))
+    try:
+        session = manager.load(IncomingToken(ids[0], via_header=False))
+        assert session["cart"] == {"sku": 1} and session.user == "alice"
+        assert len(manager.list_sessions("alice")) == 2
+    finally:
+        manager.store.close()
