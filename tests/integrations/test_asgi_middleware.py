@@ -20,7 +20,7 @@ from serversession import (
     SessionEndedError,
     StoreUnavailableError,
 )
-from serversession.integrations.asgi import SessionMiddleware, get_session
+from serversession.integrations.asgi import SessionMiddleware, exception_handlers, get_session
 
 
 class FlakyStore(MemoryStore):
@@ -177,3 +177,16 @@ def test_an_error_after_the_response_started_is_left_to_the_server(store: FlakyS
     client = TestClient(SessionMiddleware(half_app, store, SessionConfig(cookie_secure=False)))
     with pytest.raises(ConcurrentUpdateError):
         client.get("/")
+
+
+@pytest.mark.parametrize(("error", "status"), [(ConcurrentUpdateError("lost"), 409), (StoreUnavailableError("x"), 503)])
+def test_starlette_apps_get_handlers_that_turn_session_errors_into_json(
+    store: FlakyStore, error: Exception, status: int
+) -> None:
+    async def view(request: Request) -> JSONResponse:
+        raise error
+
+    inner = Starlette(routes=[Route("/", view)], exception_handlers=exception_handlers())
+    client = TestClient(SessionMiddleware(inner, store, SessionConfig(cookie_secure=False)))
+    response = client.get("/")
+    assert response.status_code == status and "error" in response.json()

@@ -25,7 +25,7 @@ from ..core.config import SessionConfig
 from ..core.lifecycle import SaveResult
 from ..core.session import Session
 from ..core.transport import client_ip
-from ..exceptions import StoreError
+from ..exceptions import ConcurrentUpdateError, SessionEndedError, StoreError
 from ..manager import AsyncSessionManager
 from ..stores.url import open_store
 from ._common import (
@@ -61,6 +61,26 @@ def get_session(scope: Scope | Any) -> Session:
     if not isinstance(session, Session):
         raise LookupError("no session in scope: is SessionMiddleware installed?")
     return session
+
+
+def exception_handlers() -> dict[type[Exception], Callable[[Any, Exception], Awaitable[Any]]]:
+    """Starlette/FastAPI exception handlers for session errors raised inside views.
+
+    ``Starlette(exception_handlers=exception_handlers())`` or
+    ``FastAPI(exception_handlers=exception_handlers())``. Why: Starlette turns
+    an unhandled exception into a 500 before the middleware can see it, so a
+    store failure in ``await session.amodify(...)`` needs a handler to become
+    the 503 (or 409 for a lost race or an ended session) it is everywhere else.
+    """
+    from starlette.responses import JSONResponse  # the asgi extra; plain ASGI apps never call this
+
+    async def answer(request: Any, exc: Exception) -> Any:
+        status, message = session_error_status(exc) or (500, "internal error")
+        log.warning("session error in a view: %s: %s", type(exc).__name__, exc)
+        headers = {"Retry-After": "1", "Cache-Control": "no-store"} if status == 503 else {"Cache-Control": "no-store"}
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    return {StoreError: answer, ConcurrentUpdateError: answer, SessionEndedError: answer}
 
 
 class SessionMiddleware:
