@@ -48,6 +48,7 @@ def test_threads_modifying_one_session_each_commit_once() -> None:
     token = manager.save(first).header_token
     # Every request loads before any writes: all hold the same, soon stale, value.
     requests = [manager.load(header(token)) for _ in range(WRITERS)]
+    stale = manager.load(header(token))
     store.commits = 0
     threads = [threading.Thread(target=r.modify, args=("n", lambda v: v + 1)) for r in requests]
     for t in threads:
@@ -56,7 +57,19 @@ def test_threads_modifying_one_session_each_commit_once() -> None:
         t.join()
     assert manager.load(header(token))["n"] == WRITERS
     assert store.commits == WRITERS, "writers retried: modify is not queued per session"
-    assert not manager._gates, "gates outlive their writers"
+    store.commits = 0
+    assert stale.modify("n", lambda v: v + 1) == WRITERS + 1  # loaded before all of them, yet no retry
+    assert store.commits == 1
+
+
+def test_gates_are_bounded() -> None:
+    manager = SessionManager(MemoryStore())
+    for _ in range(3000):
+        s = manager.load(header(None))
+        s["n"] = 0
+        manager.save(s)
+        s.modify("n", lambda v: v + 1)
+    assert len(manager._gates) <= 1024
 
 
 @pytest.mark.anyio

@@ -9,6 +9,7 @@ so no rule about sessions is written twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 import threading
@@ -32,6 +33,8 @@ log = logging.getLogger("serversession")
 #: Async spelling of each store call, computed once rather than per call.
 _ASYNC_NAMES = {n: "a" + n for n in ("load", "create", "commit", "rotate", "delete", "list_user", "purge_expired")}
 Listener = Callable[[SessionEvent], Any]
+#: How many sessions' last ``modify`` results a manager keeps beyond those in use.
+_RECENT_GATES = 1024
 #: Called after every store call with (store kind, operation, seconds, error or None).
 StoreObserver = Callable[[str, str, float, BaseException | None], None]
 
@@ -98,8 +101,11 @@ class _ManagerBase:
         self.config = config or SessionConfig()
         self.clock = clock
         self.listeners: list[Listener] = []
-        # Gates live only while a modify holds or awaits them (weak values).
+        # Gates live while a modify holds or awaits them (weak values), and while
+        # among the most recently used: a request that loaded before the last
+        # modify finished then still starts from the value it committed.
         self._gates: weakref.WeakValueDictionary[str, _KeyGate] = weakref.WeakValueDictionary()
+        self._recent_gates: collections.deque[_KeyGate] = collections.deque(maxlen=_RECENT_GATES)
         self._gates_guard = threading.Lock()
 
     def _gate(self, key: str, new_lock: Callable[[], Any]) -> _KeyGate:
@@ -107,6 +113,7 @@ class _ManagerBase:
             gate = self._gates.get(key)
             if gate is None:
                 gate = self._gates[key] = _KeyGate(new_lock())
+                self._recent_gates.append(gate)
             return gate
 
     @staticmethod
