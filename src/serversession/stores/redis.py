@@ -47,6 +47,7 @@ from ..core.codec import decode_meta
 from ..core.records import COMMITTED, Commit, CommitResult, Outcome, StoredSession, apply_commit
 from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
 from . import _redis_scripts as scripts
+from ._redis_batch import LoadBatcher
 
 T = TypeVar("T")
 #: One Redis call: ("script", (name, keys, args)), ("pipeline", ([(method, args), ...],))
@@ -120,6 +121,7 @@ class RedisStore:
         }  # fmt: skip
         self._client: Any = None
         self._aclient: Any = None
+        self._abatcher: LoadBatcher | None = None
         self._ainitialized = False
         self._ainit_lock: asyncio.Lock | None = None
         try:  # now, so a bad option fails at start-up; a cluster that is down is retried later
@@ -139,6 +141,8 @@ class RedisStore:
         if self._aclient is None:
             factory = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
             self._aclient = factory.from_url(self._url, **{"retry": AsyncRetry(NoBackoff(), 0), **self._options})
+            # Standalone only: a cluster pipeline splits by node and would cost more than it saves.
+            self._abatcher = None if self.cluster else LoadBatcher(self._aclient)
         return self._aclient
 
     async def _ready_async_client(self) -> Any:
@@ -308,9 +312,13 @@ class RedisStore:
     async def _arun(self, operation: str, plan: _Plan[T]) -> T:
         try:
             client = await self._ready_async_client()
+            batcher = self._abatcher
             call = next(plan)
             while True:
-                call = plan.send(await self._acall(client, call))
+                if batcher is not None and call[0] == "hgetall":
+                    call = plan.send(await batcher.hgetall(*call[1]))
+                else:
+                    call = plan.send(await self._acall(client, call))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         except StoreError as exc:  # a corrupt record: name the store
@@ -425,6 +433,7 @@ class RedisStore:
     async def aclose(self) -> None:
         """Close both clients' connections."""
         client, self._aclient = self._aclient, None
+        self._abatcher = None
         self._ainitialized = False
         if client is not None:
             await client.aclose()
