@@ -62,6 +62,7 @@ AUTH_USER_KEY = "_auth_user_id"
 
 _managers: dict[tuple[Any, ...], SessionManager] = {}
 _managers_lock = threading.Lock()
+_last: tuple[Any, Any, Any, SessionManager] | None = None
 # (user agent, peer address, X-Forwarded-For) of the request this thread or task serves.
 _client: ContextVar[tuple[str, str | None, str | None]] = ContextVar(
     "serversession_django_client", default=("", None, None)
@@ -74,9 +75,16 @@ def get_manager() -> SessionManager:
     Raises :class:`~serversession.exceptions.ConfigurationError` for a bad
     ``SERVERSESSION_STORE`` or ``SERVERSESSION_CONFIG``.
     """
-    store = getattr(settings, "SERVERSESSION_STORE", None) or DEFAULT_STORE_URL
-    options = dict(getattr(settings, "SERVERSESSION_CONFIG", None) or {})
-    idle = float(settings.SESSION_COOKIE_AGE)
+    global _last
+    raw_store = getattr(settings, "SERVERSESSION_STORE", None)
+    raw_options = getattr(settings, "SERVERSESSION_CONFIG", None)
+    age = settings.SESSION_COOKIE_AGE
+    last = _last  # fast path: the same settings objects as last time (every request but the first)
+    if last is not None and last[0] is raw_store and last[1] is raw_options and last[2] == age:
+        return last[3]
+    store = raw_store or DEFAULT_STORE_URL
+    options = dict(raw_options or {})
+    idle = float(age)
     cache_key = (store if isinstance(store, str) else id(store), idle, repr(sorted(options.items())))
     manager = _managers.get(cache_key)
     if manager is None:
@@ -92,6 +100,7 @@ def get_manager() -> SessionManager:
                 }
                 backend = open_store(store) if isinstance(store, str) else store
                 manager = _managers[cache_key] = SessionManager(backend, SessionConfig(**fields))
+    _last = (raw_store, raw_options, age, manager)
     return manager
 
 
