@@ -222,14 +222,35 @@ def test_modify_is_exact_under_thread_contention(manager: SessionManager) -> Non
     assert manager.load(token(sid))["n"] == 160
 
 
-def test_modify_retries_with_the_fresher_value(manager: SessionManager) -> None:
+def test_modify_retries_with_the_fresher_value(
+    manager: SessionManager, store: CountingStore, config: SessionConfig, clock: Clock
+) -> None:
+    """A second manager on the same store stands for another process: its
+    commit is only seen through the compare-and-set, which fails once and
+    retries with the value that process wrote."""
     _, sid = start(manager, n=1)
     stale = manager.load(token(sid))
-    other = manager.load(token(sid))
-    other.modify("n", lambda v: v * 10)
+    other_process = SessionManager(store, config, clock=clock)
+    other_process.load(token(sid)).modify("n", lambda v: v * 10)
     seen: list[int] = []
     assert stale.modify("n", lambda v: seen.append(v) or v + 1) == 11
     assert seen == [1, 10]
+
+
+def test_modify_in_one_process_starts_from_the_last_committed_value(
+    manager: SessionManager, store: CountingStore
+) -> None:
+    """In one process the manager remembers what the previous modify of the
+    key committed, so a request that loaded earlier does not pay a failed
+    compare-and-set: one attempt, one store call."""
+    _, sid = start(manager, n=1)
+    stale = manager.load(token(sid))
+    manager.load(token(sid)).modify("n", lambda v: v * 10)
+    store.calls.clear()
+    seen: list[int] = []
+    assert stale.modify("n", lambda v: seen.append(v) or v + 1) == 11
+    assert seen == [10]
+    assert len(store.calls) == 1
 
 
 def test_list_and_revoke_a_users_sessions(manager: SessionManager) -> None:
