@@ -67,3 +67,16 @@ def test_oversized_form_is_413(sqlite_demo: DemoServer) -> None:
         token = form_token(browser.get("/login").text)
         response = browser.post("/cart/add", data={"csrf_token": token, "sku": SKU, "qty": "1", "pad": "x" * 20_000})
         assert response.status_code == 413
+
+
+def test_pictures_are_inline_svg_not_emoji(sqlite_demo: DemoServer) -> None:
+    """Emoji render as empty boxes where no colour-emoji font is installed (the
+    first screenshots from CI's Chromium showed that); the pages draw SVG instead."""
+    import re
+
+    emoji = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
+    with httpx.Client(base_url=sqlite_demo.url, timeout=15) as browser:
+        for path in ("/", "/cart", "/login", "/settings"):
+            page = browser.get(path).text
+            assert not emoji.search(page), path
+        assert browser.get("/").text.count('<svg class="icon product-icon"') == 8

@@ -13,13 +13,14 @@ from decimal import Decimal
 
 @dataclass(frozen=True, slots=True)
 class Product:
-    """One thing for sale: ``sku`` is the key a cart stores, ``price`` is in dollars."""
+    """One thing for sale: ``sku`` is the key a cart stores, ``price`` is in dollars,
+    ``icon`` names its picture in ``templates/_icons.html``."""
 
     sku: str
     name: str
     price: Decimal
     description: str
-    emoji: str
+    icon: str
 
 
 PRODUCTS: tuple[Product, ...] = (
@@ -28,22 +29,38 @@ PRODUCTS: tuple[Product, ...] = (
         "Sencha green tea",
         Decimal("12.50"),
         "Fresh, grassy Japanese green tea, 100 g of loose leaves.",
-        "🍵",
+        "tea",
     ),
     Product(
-        "mug-classic", "Classic mug", Decimal("9.00"), "A sturdy 350 ml stoneware mug that keeps your tea warm.", "☕"
+        "mug-classic", "Classic mug", Decimal("9.00"), "A sturdy 350 ml stoneware mug that keeps your tea warm.", "mug"
     ),
     Product(
-        "cookie-box", "Butter cookies", Decimal("6.75"), "A tin of crisp butter cookies, baked in small batches.", "🍪"
+        "cookie-box",
+        "Butter cookies",
+        Decimal("6.75"),
+        "A tin of crisp butter cookies, baked in small batches.",
+        "cookie",
     ),
-    Product("notebook-a5", "A5 notebook", Decimal("8.20"), "Dotted pages, lay-flat binding, 160 pages of ideas.", "📓"),
-    Product("pen-fountain", "Fountain pen", Decimal("24.00"), "A smooth steel-nib pen with a blue ink cartridge.", "🖋️"),
     Product(
-        "plant-succulent", "Little succulent", Decimal("7.40"), "Hard to kill, easy to love. Comes in a clay pot.", "🪴"
+        "notebook-a5", "A5 notebook", Decimal("8.20"), "Dotted pages, lay-flat binding, 160 pages of ideas.", "notebook"
     ),
-    Product("socks-warm", "Warm socks", Decimal("11.00"), "Merino wool socks for long evenings of reading.", "🧦"),
     Product(
-        "candle-cedar", "Cedar candle", Decimal("15.90"), "A soy wax candle that smells like a walk in the woods.", "🕯️"
+        "pen-fountain", "Fountain pen", Decimal("24.00"), "A smooth steel-nib pen with a blue ink cartridge.", "pen"
+    ),
+    Product(
+        "plant-succulent",
+        "Little succulent",
+        Decimal("7.40"),
+        "Hard to kill, easy to love. Comes in a clay pot.",
+        "plant",
+    ),
+    Product("socks-warm", "Warm socks", Decimal("11.00"), "Merino wool socks for long evenings of reading.", "socks"),
+    Product(
+        "candle-cedar",
+        "Cedar candle",
+        Decimal("15.90"),
+        "A soy wax candle that smells like a walk in the woods.",
+        "candle",
     ),
 )
 

@@ -130,7 +130,7 @@ def when(timestamp: float) -> str:
 async def shop_page(request: Request) -> Response:
     """The product grid."""
     products = [
-        {"sku": p.sku, "name": p.name, "price": money(p.price), "description": p.description, "emoji": p.emoji}
+        {"sku": p.sku, "name": p.name, "price": money(p.price), "description": p.description, "icon": p.icon}
         for p in catalog.PRODUCTS
     ]
     return render(request, "shop.html", active="shop", products=products)
