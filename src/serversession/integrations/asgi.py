@@ -144,15 +144,30 @@ class SessionMiddleware:
                 await _send_error(send, 403, csrf_message(reason))
                 return
 
-        started = False
+        # One wrapper (not two nested ones: each costs a coroutine per message)
+        # saves the session as the response starts and notes that it started.
+        started = failed = False
+        manager = self.manager
 
-        async def note_start(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+        async def saving_send(message: Message) -> None:
+            nonlocal started, failed
+            if failed:
+                return  # the app's own response was replaced by a 503
+            if not started and message["type"] == "http.response.start":
+                started = True
+                try:
+                    result = await manager.asave(session, ip=ip)
+                except StoreError as exc:
+                    log.warning("session store failed on save: %s", exc)
+                    failed = True
+                    await _send_error(send, 503, STORE_DOWN_MESSAGE)
+                    return
+                if result.set_cookies or result.header_token is not None:
+                    _add_headers(message, result)
             await send(message)
 
         try:
-            await self.app(scope, receive, self._saving_send(session, note_start, ip))
+            await self.app(scope, receive, saving_send)
         except Exception as exc:
             answer = session_error_status(exc)
             if answer is None or started:
@@ -160,36 +175,28 @@ class SessionMiddleware:
             log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
             await _send_error(send, *answer)
 
-    def _saving_send(self, session: Session, send: Send, ip: str) -> Send:
-        failed = False
 
-        async def send_wrapper(message: Message) -> None:
-            nonlocal failed
-            if failed:
-                return  # the app's own response was replaced by a 503
-            if message["type"] == "http.response.start":
-                try:
-                    result = await self.manager.asave(session, ip=ip)
-                except StoreError as exc:
-                    log.warning("session store failed on save: %s", exc)
-                    failed = True
-                    await _send_error(send, 503, STORE_DOWN_MESSAGE)
-                    return
-                _add_headers(message, result)
-            await send(message)
-
-        return send_wrapper
-
-
-_WANTED = frozenset({"cookie", "authorization", "user-agent", "x-forwarded-for", "x-csrf-token", "content-type"})
+_WANTED = {
+    name.encode(): name
+    for name in ("cookie", "authorization", "user-agent", "x-forwarded-for", "x-csrf-token", "content-type")
+}
 
 
 def _headers(scope: Scope) -> dict[str, str]:
+    """The request headers the middleware uses, by lower-case name.
+
+    Names are matched as bytes, so the other headers (most of them) are never
+    decoded; servers send them lower-case already, so ``lower()`` runs only on
+    a miss.
+    """
     found: dict[str, str] = {}
+    wanted = _WANTED
     for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
-        if name not in _WANTED:
-            continue
+        name = wanted.get(raw_name)
+        if name is None:
+            name = wanted.get(raw_name.lower())
+            if name is None:
+                continue
         value = raw_value.decode("latin-1")
         if name == "cookie" and name in found:
             found[name] += "; " + value  # HTTP/2 may split cookies over several fields
