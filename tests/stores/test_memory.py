@@ -1,0 +1,293 @@
+"""What only the memory store has: its timing wheel, its User-Agent table, its packed records.
+
+The store contract is tested once, against every store, in test_conformance.py.
+Here a fake clock moves time, so nothing waits; a few tests look inside the store
+(``_records``, ``_buckets``, ``_user_agents``) because what they pin is the
+store's own bookkeeping, which the contract cannot see.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import pytest
+
+from serversession.core.codec import SessionMeta, decode_meta, encode_meta, encode_meta_fields
+from serversession.core.ids import new_session_id, storage_key
+from serversession.core.records import Commit, Outcome
+from serversession.exceptions import CorruptRecordError
+from serversession.stores import memory
+from serversession.stores.memory import MemoryStore
+
+T0 = 1_700_000_000.25
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class LookupCounter(dict[Any, Any]):
+    """A dict that counts ``get`` calls: how many records a sweep looked at."""
+
+    lookups = 0
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.lookups += 1
+        return super().get(key, default)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def mem(clock: Clock) -> MemoryStore:
+    return MemoryStore(clock=clock)
+
+
+def new_key() -> str:
+    return storage_key(new_session_id())
+
+
+def meta_at(now: float, **changes: Any) -> dict[str, str]:
+    meta = SessionMeta(created_at=now, last_seen_at=now, user_agent="UA/1.0", ip="192.0.2.7", csrf_secret="csrf")
+    return encode_meta(meta.with_changes(**changes))
+
+
+def created(mem: MemoryStore, clock: Clock, ttl: float, user: str | None = None) -> str:
+    key = new_key()
+    commit = Commit(
+        set_data={"n": "1"}, meta=meta_at(clock.now, user=user), expires_at=clock.now + ttl, index_user=user
+    )
+    assert mem.create(key, commit) is True
+    return key
+
+
+def references(mem: MemoryStore) -> int:
+    """How many keys the timing wheel holds."""
+    return sum(len(keys) for keys in mem._buckets.values())
+
+
+# -- the timing wheel ---------------------------------------------------------------
+
+
+def test_a_sweep_looks_only_at_what_expires(mem: MemoryStore, clock: Clock) -> None:
+    live = [created(mem, clock, ttl=3600) for _ in range(1000)]
+    expiring = [created(mem, clock, ttl=10) for _ in range(10)]
+    mem._records = spy = LookupCounter(mem._records)
+    clock.now += 11
+    assert mem.purge_expired() == 10
+    assert spy.lookups == 10  # one look per expiring session, none for the 1,000 alive
+    assert len(mem) == 1000
+    assert all(mem.load(key) is None for key in expiring)
+    assert all(mem.load(key) is not None for key in live)
+
+
+def test_purge_removes_exactly_what_expired(mem: MemoryStore, clock: Clock) -> None:
+    keys = {ttl: created(mem, clock, ttl) for ttl in (5, 10, 15, 20)}
+    clock.now += 12
+    assert mem.purge_expired() == 2
+    assert {ttl for ttl, key in keys.items() if mem.load(key) is not None} == {15, 20}
+    assert len(mem) == 2
+    clock.now += 10
+    assert mem.purge_expired() == 2
+    assert len(mem) == 0 and references(mem) == 0
+
+
+def test_a_session_filed_in_a_swept_second_is_still_purged(mem: MemoryStore, clock: Clock) -> None:
+    clock.now += 5
+    mem.purge_expired()  # every second before T0 + 5 is swept
+    key = new_key()
+    lagging = Commit(meta=meta_at(clock.now), expires_at=clock.now - 3)  # from a manager whose clock lags
+    assert mem.create(key, lagging) is True
+    clock.now += 1
+    assert mem.purge_expired() == 1
+    assert len(mem) == 0
+
+
+def test_a_commit_into_a_swept_second_does_not_leak(mem: MemoryStore, clock: Clock) -> None:
+    key = created(mem, clock, ttl=60)
+    clock.now += 10
+    mem.purge_expired()
+    assert mem.commit(key, Commit(expires_at=clock.now - 5)).outcome is Outcome.OK
+    assert mem.load(key) is None  # dead at its new expiry
+    clock.now += 60
+    assert mem.purge_expired() == 1  # and purged by its old one at the latest
+    assert len(mem) == 0
+
+
+def test_a_rotation_marker_filed_after_the_clock_stepped_back_is_purged(mem: MemoryStore, clock: Clock) -> None:
+    old = created(mem, clock, ttl=60)
+    clock.now += 10
+    mem.purge_expired()
+    clock.now -= 8  # the wall clock is stepped back: the marker's grace ends in a swept second
+    assert mem.rotate(old, new_key(), Commit(expires_at=clock.now + 60), grace=5).outcome is Outcome.OK
+    clock.now += 20
+    assert mem.purge_expired() == 1  # the marker
+    assert len(mem) == 1
+
+
+def test_a_renewal_moves_the_expiry(mem: MemoryStore, clock: Clock) -> None:
+    key = created(mem, clock, ttl=60)
+    clock.now += 50
+    renew = Commit(meta=encode_meta_fields(last_seen_at=clock.now), expires_at=clock.now + 60)
+    assert mem.commit(key, renew).outcome is Outcome.OK
+    clock.now += 30  # past the first expiry, before the second
+    assert mem.purge_expired() == 0
+    assert mem.load(key) is not None
+    clock.now += 31
+    assert mem.purge_expired() == 1
+    assert mem.load(key) is None and len(mem) == 0
+
+
+def test_renewals_keep_one_reference_in_the_wheel(mem: MemoryStore, clock: Clock) -> None:
+    key = created(mem, clock, ttl=60)
+    for _ in range(30):
+        clock.now += 10
+        assert mem.commit(key, Commit(expires_at=clock.now + 60)).outcome is Outcome.OK
+        mem.purge_expired()
+    assert references(mem) == 1
+    assert mem.load(key) is not None
+
+
+def test_an_earlier_expiry_ends_the_session_then(mem: MemoryStore, clock: Clock) -> None:
+    key = created(mem, clock, ttl=600)
+    assert mem.commit(key, Commit(expires_at=clock.now + 10)).outcome is Outcome.OK
+    clock.now += 11
+    assert mem.load(key) is None
+    assert mem.commit(key, Commit(set_data={"n": "2"})).outcome is Outcome.MISSING
+    clock.now += 600
+    assert mem.purge_expired() == 1 and len(mem) == 0
+
+
+def test_rotation_markers_are_purged_after_their_grace(mem: MemoryStore, clock: Clock) -> None:
+    old, new = created(mem, clock, ttl=600), new_key()
+    assert mem.rotate(old, new, Commit(expires_at=clock.now + 600), grace=5).outcome is Outcome.OK
+    clock.now += 4
+    assert mem.purge_expired() == 0
+    moved = mem.commit(old, Commit(set_data={"a": "1"}))
+    assert (moved.outcome, moved.moved_to) == (Outcome.MOVED, new)
+    clock.now += 2
+    assert mem.purge_expired() == 1
+    assert len(mem) == 1
+    assert mem.commit(old, Commit(set_data={"a": "1"})).outcome is Outcome.MISSING
+    assert mem.load(new) is not None
+
+
+def test_purging_a_signed_in_session_empties_its_user_index(mem: MemoryStore, clock: Clock) -> None:
+    created(mem, clock, ttl=10, user="alice")
+    kept = created(mem, clock, ttl=60, user="bob")
+    clock.now += 11
+    assert mem.purge_expired() == 1
+    assert list(mem._users) == ["bob"]
+    assert [s.key for s in mem.list_user("bob")] == [kept]
+
+
+# -- the User-Agent table -----------------------------------------------------------
+
+
+def test_the_user_agent_table_is_bounded(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "_USER_AGENTS_KEPT", 3)
+    mem = MemoryStore(clock=clock)
+    agent_of: dict[str, str] = {}
+    for i in list(range(5)) * 2:
+        key, agent = new_key(), "".join(["Browser/", str(i)])  # a new str each time, as parsed headers are
+        assert mem.create(key, Commit(meta=meta_at(clock.now, user_agent=agent), expires_at=clock.now + 60))
+        agent_of[key] = agent
+    assert len(mem._user_agents) == 3
+    loaded = {key: mem.load(key) for key in agent_of}
+    assert {key: s.meta.user_agent for key, s in loaded.items() if s} == agent_of
+    kept = [s.meta.user_agent for key, s in loaded.items() if s and agent_of[key] == "Browser/0"]
+    assert kept[0] is kept[1]  # one shared string
+    key = next(iter(agent_of))
+    assert mem.commit(key, Commit(meta=encode_meta_fields(user_agent="Browser/new"))).outcome is Outcome.OK
+    assert (loaded_again := mem.load(key)) and loaded_again.meta.user_agent == "Browser/new"  # kept inline
+    assert len(mem._user_agents) == 3
+
+
+def test_long_user_agents_are_not_kept_in_the_table(mem: MemoryStore, clock: Clock) -> None:
+    key, agent = new_key(), "A" * (memory._USER_AGENT_LONGEST + 1)
+    assert mem.create(key, Commit(meta=meta_at(clock.now, user_agent=agent), expires_at=clock.now + 60))
+    assert (loaded := mem.load(key)) and loaded.meta.user_agent == agent
+    assert len(mem._user_agents) == 0
+
+
+# -- packed records -----------------------------------------------------------------
+
+
+class Field(str, enum.Enum):
+    THEME = "theme"
+
+
+DATA: dict[str, str] = {
+    "cart": '[1,{"sku":"é"}]',
+    "": '""',
+    "nul\x00key": "null",
+    "lone \udc80 surrogate": "1",
+    Field.THEME: '"dark"',  # marshal refuses str subclasses: the store must not
+    "big": '"' + "x" * 5000 + '"',
+}
+FULL = SessionMeta(created_at=T0, last_seen_at=T0 + 1.5, user="alice", user_agent="Mozilla/5.0 (X11; é)",
+                   ip="2001:db8::1", persistent=True, csrf_secret="s3cret")  # fmt: skip
+EMPTY = SessionMeta(created_at=0.0, last_seen_at=T0)
+
+
+@pytest.mark.parametrize("meta", [FULL, EMPTY], ids=["full", "empty"])
+def test_a_record_round_trips_every_field(mem: MemoryStore, clock: Clock, meta: SessionMeta) -> None:
+    key = new_key()
+    assert mem.create(key, Commit(set_data=DATA, meta=encode_meta(meta), expires_at=clock.now + 60)) is True
+    loaded = mem.load(key)
+    assert loaded is not None and loaded.key == key
+    assert loaded.meta == decode_meta(encode_meta(meta)) == meta
+    assert dict(loaded.data) == DATA
+
+
+@pytest.mark.parametrize(("before", "after"), [(FULL, EMPTY), (EMPTY, FULL)], ids=["emptied", "filled"])
+def test_commits_and_rotations_round_trip_every_field(
+    mem: MemoryStore, clock: Clock, before: SessionMeta, after: SessionMeta
+) -> None:
+    key = new_key()
+    assert mem.create(key, Commit(set_data=DATA, meta=encode_meta(before), expires_at=clock.now + 60)) is True
+    change = Commit(set_data={"new": "2"}, unset_data=frozenset({"cart"}), meta=encode_meta(after))
+    assert mem.commit(key, change).outcome is Outcome.OK
+    expected = {k: v for k, v in DATA.items() if k != "cart"} | {"new": "2"}
+    loaded = mem.load(key)
+    assert loaded is not None and loaded.meta == after and dict(loaded.data) == expected
+    new = new_key()
+    rotation = Commit(meta=encode_meta_fields(csrf_secret="rotated"), expires_at=clock.now + 60)
+    assert mem.rotate(key, new, rotation, grace=5).outcome is Outcome.OK
+    moved = mem.load(new)
+    assert moved is not None and moved.meta == after.with_changes(csrf_secret="rotated")
+    assert dict(moved.data) == expected
+
+
+def test_any_key_round_trips(mem: MemoryStore, clock: Clock) -> None:
+    keys = [new_key(), "plain", "é-ü", "lone \udc80", ""]
+    for key in keys:
+        assert mem.create(key, Commit(meta=meta_at(clock.now, user="alice"), expires_at=clock.now + 60,
+                                      index_user="alice"))  # fmt: skip
+    assert sorted(s.key for s in mem.scan()) == sorted(keys)
+    assert sorted(s.key for s in mem.list_user("alice")) == sorted(keys)
+    assert all((s := mem.load(key)) and s.key == key for key in keys)
+
+
+@pytest.mark.parametrize(
+    "fields", [{"c": "soon", "s": "1"}, {"s": "1"}, {"c": "nan", "s": "1"}, {"c": "1", "s": "inf"}]
+)
+def test_corrupt_timestamps_fail_the_load_as_decode_meta_does(
+    mem: MemoryStore, clock: Clock, fields: dict[str, str]
+) -> None:
+    with pytest.raises(CorruptRecordError):
+        decode_meta(fields)  # what the other stores do with such a record
+    key = new_key()
+    assert mem.create(key, Commit(meta=fields, expires_at=clock.now + 60)) is True
+    with pytest.raises(CorruptRecordError):
+        mem.load(key)
