@@ -8,6 +8,9 @@ server) and ``MONITOR`` (which tells the client's commands from the script's).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -291,3 +294,109 @@ async def test_cluster_async_face(fresh_cluster: RedisCluster) -> None:
         assert (await store.acommit(old, Commit())).moved_to == new
     finally:
         await store.aclose()
+
+
+# -- deletes that wait for replicas (wait_replicas) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replicated() -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A master and one replica of it, replication link up."""
+    master = RedisServer().start()
+    replica = RedisServer("--replicaof", "127.0.0.1", str(master.port)).start()
+    try:
+        deadline = time.monotonic() + 20
+        with replica.client() as r:
+            while r.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the replica never linked to its master")
+                time.sleep(0.05)
+        yield master, replica
+    finally:
+        replica.stop()
+        master.stop()
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_delete_waits_until_the_replica_has_it(replicated: tuple[RedisServer, RedisServer], face: str) -> None:
+    """Once a logout is acknowledged the replica no longer has the session, so a
+    failover to it cannot bring the session back."""
+    master, replica = replicated
+    store = RedisStore(master.url + "?wait_replicas=1&wait_timeout=5")
+    key = new_key()
+    try:
+        assert store.create(key, fresh())
+        if face == "sync":
+            assert store.delete(key)
+        else:
+
+            async def both() -> bool:
+                try:
+                    return await store.adelete(key)
+                finally:
+                    await store.aclose()
+
+            assert asyncio.run(both())
+        with replica.client() as r:
+            assert r.exists(store._skey(key)) == 0
+    finally:
+        store.close()
+
+
+def test_a_delete_no_replica_acknowledged_is_logged_not_failed(
+    replicated: tuple[RedisServer, RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A frozen replica: the delete still stands on the master (it cannot be taken
+    back), after wait_timeout, and the log says a failover could undo it."""
+    master, replica = replicated
+    store = RedisStore(master.url, wait_replicas=1, wait_timeout=0.2)
+    key = new_key()
+    assert replica.proc is not None
+    try:
+        assert store.create(key, fresh())
+        os.kill(replica.proc.pid, signal.SIGSTOP)
+        try:
+            with caplog.at_level("WARNING", logger="serversession"):
+                assert store.delete(key)
+        finally:
+            os.kill(replica.proc.pid, signal.SIGCONT)
+        assert store.load(key) is None
+        assert any("reached 0 of 1 replicas" in r.getMessage() for r in caplog.records)
+    finally:
+        store.close()
+
+
+def test_a_script_cache_flush_does_not_break_a_waiting_delete(replicated: tuple[RedisServer, RedisServer]) -> None:
+    master, _ = replicated
+    store = RedisStore(master.url, wait_replicas=1, wait_timeout=5)
+    key = new_key()
+    try:
+        assert store.create(key, fresh())
+        with master.client() as r:
+            r.script_flush()
+        assert store.delete(key) and store.load(key) is None
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("redis://127.0.0.1:1/0?wait_replicas=x", {}),
+        ("redis://127.0.0.1:1/0", {"wait_replicas": -1}),
+        ("redis://127.0.0.1:1/0?wait_timeout=0", {}),
+        ("redis+cluster://127.0.0.1:1?wait_replicas=1", {}),
+    ],
+)
+def test_bad_wait_settings_are_configuration_errors(url: str, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisStore(url, **options)
+
+
+def test_wait_settings_are_not_passed_to_redis_py(redis_server: RedisServer) -> None:
+    store = open_store(redis_server.url + "?wait_replicas=0&wait_timeout=0.5&socket_keepalive=true")
+    try:
+        assert isinstance(store, RedisStore) and store.wait_timeout == 0.5
+        store.ping()
+    finally:
+        store.close()

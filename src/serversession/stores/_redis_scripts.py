@@ -15,12 +15,15 @@ form differs from RESP2): ``{"missing"}``, ``{"moved", key}``, ``{"taken"}``,
 The user index is written by the same script when the caller passes its key
 (standalone); on a cluster it lives in another slot and gets its own call.
 :func:`call` and :func:`acall` run a script by its SHA1 (EVALSHA) and send the
-text (EVAL) only when the server's script cache lost it.
+text (EVAL) only when the server's script cache lost it. :func:`call_and_wait`
+and :func:`acall_and_wait` also send ``WAIT`` on the same connection, for writes
+that must reach replicas before they are acknowledged.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -91,16 +94,21 @@ end
 """
 
 #: KEYS: session [, user index]. ARGV: spec. Fails with "taken" if the key exists.
-CREATE = _PRELUDE + """
+CREATE = (
+    _PRELUDE
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'taken'} end
 local w = spec(ARGV, 1)
 local expiry = write(KEYS[1], w)
 index(KEYS[2], w, expiry)
 return {'ok', expiry, user(KEYS[1])}
 """
+)
 
 #: KEYS: session [, user index]. ARGV: spec. No resurrection: a missing key stays missing.
-COMMIT = _PRELUDE + """
+COMMIT = (
+    _PRELUDE
+    + """
 local st = gone(KEYS[1])
 if st then return st end
 local w = spec(ARGV, 1)
@@ -110,10 +118,13 @@ local expiry = write(KEYS[1], w)
 index(KEYS[2], w, expiry)
 return {'ok', expiry, user(KEYS[1])}
 """
+)
 
 #: KEYS: old, new [, user index]. ARGV: grace_ms, new storage key, spec.
 #: Standalone only: the two keys are in different cluster slots.
-ROTATE = _PRELUDE + """
+ROTATE = (
+    _PRELUDE
+    + """
 local st = gone(KEYS[1])
 if st then return st end
 local w = spec(ARGV, 3)
@@ -124,10 +135,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 index(KEYS[3], w, expiry)
 return {'ok', expiry, user(KEYS[2])}
 """
+)
 
 #: KEYS: old. ARGV: new storage key, grace_ms. Cluster rotation, step one: take the fields
 #: and leave the tombstone in one atomic step. Reply: {"ok", field, value, ...}.
-TAKE = _PRELUDE + """
+TAKE = (
+    _PRELUDE
+    + """
 local st = gone(KEYS[1])
 if st then return st end
 local fields = redis.call('HGETALL', KEYS[1])
@@ -137,12 +151,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 table.insert(fields, 1, 'ok')
 return fields
 """
+)
 
 #: KEYS: user index. ARGV: the session's expiry_ms, spec (only now, member, score used).
-INDEX = _PRELUDE + """
+INDEX = (
+    _PRELUDE
+    + """
 index(KEYS[1], spec(ARGV, 2), tonumber(ARGV[1]))
 return {'ok', 0, ''}
 """
+)
 
 #: KEYS: session. A tombstone is not a session: it stays, and the answer is 0.
 DELETE = """
@@ -212,3 +230,58 @@ async def acall(client: Any, name: str, keys: list[str], argv: list[Any]) -> Any
         return await client.evalsha(_SHA[name], len(keys), *keys, *argv)
     except NoScriptError:
         return await client.eval(ALL[name], len(keys), *keys, *argv)
+
+
+log = logging.getLogger("serversession")
+
+
+def _acked(name: str, acked: int, replicas: int, timeout_ms: int) -> None:
+    if acked < replicas:
+        log.warning(
+            "Redis %s reached %d of %d replicas within %d ms: a failover now could undo it",
+            name, acked, replicas, timeout_ms,
+        )  # fmt: skip
+
+
+def call_and_wait(client: Any, name: str, keys: list[str], argv: list[Any], replicas: int, timeout_ms: int) -> Any:
+    """Run script ``name`` and then ``WAIT replicas timeout_ms`` in one pipeline.
+
+    ``WAIT`` waits for the writes sent *on its own connection*, so the two
+    commands must share one: a pipeline is the way redis-py guarantees it. When
+    fewer replicas acknowledge in time the write still stands on the master (it
+    cannot be taken back); that is logged, not raised.
+    """
+    for attempt in range(2):
+        with client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(_SHA[name], len(keys), *keys, *argv)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            try:
+                reply, acked = pipe.execute()
+            except NoScriptError:
+                if attempt:
+                    raise
+                client.script_load(ALL[name])
+                continue
+        _acked(name, acked, replicas, timeout_ms)
+        return reply
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def acall_and_wait(
+    client: Any, name: str, keys: list[str], argv: list[Any], replicas: int, timeout_ms: int
+) -> Any:
+    """:func:`call_and_wait` on an async client."""
+    for attempt in range(2):
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(_SHA[name], len(keys), *keys, *argv)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            try:
+                reply, acked = await pipe.execute()
+            except NoScriptError:
+                if attempt:
+                    raise
+                await client.script_load(ALL[name])
+                continue
+        _acked(name, acked, replicas, timeout_ms)
+        return reply
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -26,12 +26,20 @@ generator yielding Redis calls, which :meth:`RedisStore._run` and
 :meth:`RedisStore._arun` carry out, so the two faces share all logic. Calls are
 bounded by the socket timeouts and never retried: a retried commit could apply a
 compare-and-set twice. The next call after an outage simply reconnects.
+
+Replication is asynchronous: a logout acknowledged by a master that dies before
+a replica read it comes back after the failover. With ``wait_replicas=N``
+(standalone servers; also ``?wait_replicas=N&wait_timeout=S`` in the URL) a
+delete (logout, revocation, expiry) is followed by ``WAIT N`` on the same
+connection, so it is acknowledged only once N replicas have it, or after
+``wait_timeout`` seconds (0.1) with a warning in the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -50,8 +58,8 @@ from . import _redis_scripts as scripts
 from ._redis_batch import LoadBatcher
 
 T = TypeVar("T")
-#: One Redis call: ("script", (name, keys, args)), ("pipeline", ([(method, args), ...],))
-#: or (client method, args).
+#: One Redis call: ("script", (name, keys, args)), ("script_and_wait", (name, keys, args,
+#: replicas, timeout_ms)), ("pipeline", ([(method, args), ...],)) or (client method, args).
 _Call = tuple[str, tuple[Any, ...]]
 _Plan = Generator[_Call, Any, T]
 
@@ -77,12 +85,27 @@ _UNAVAILABLE = (
 _CAUGHT = Exception
 
 
-def _parse_url(url: str) -> tuple[str, bool]:
+#: URL query parameters the store reads itself (redis-py would refuse them).
+_OWN_PARAMS = ("wait_replicas", "wait_timeout")
+
+
+def _parse_url(url: str) -> tuple[str, bool, dict[str, str]]:
+    """(the URL for redis-py, cluster?, this store's own query parameters)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
         raise ConfigurationError(f"not a Redis store URL: {url!r} (expected one of {', '.join(_SCHEMES)})")
     driver_scheme, cluster = _SCHEMES[scheme.lower()]
-    return f"{driver_scheme}://{rest}", cluster
+    own: dict[str, str] = {}
+    base, qmark, query = rest.partition("?")
+    if qmark:
+        kept = []
+        for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+            if name in _OWN_PARAMS:
+                own[name] = value
+            else:
+                kept.append((name, value))
+        rest = base + ("?" + urllib.parse.urlencode(kept) if kept else "")
+    return f"{driver_scheme}://{rest}", cluster, own
 
 
 def _glob_escape(text: str) -> str:
@@ -97,6 +120,7 @@ class RedisStore:
     cluster. ``prefix`` (``"ss:"``) starts every key. ``socket_timeout`` and
     ``connect_timeout`` (2.0 s each) bound every call; past them, and whenever
     the server cannot answer, operations raise :class:`StoreUnavailableError`.
+    ``wait_replicas`` and ``wait_timeout``: see the module docs (standalone only).
     Other driver failures raise :class:`StoreError`. ``client_options`` go to
     the redis-py clients. Raises :class:`ConfigurationError` for a bad URL.
 
@@ -109,9 +133,19 @@ class RedisStore:
 
     def __init__(
         self, url: str, *, prefix: str = "ss:", socket_timeout: float = 2.0,
-        connect_timeout: float = 2.0, **client_options: Any,
+        connect_timeout: float = 2.0, wait_replicas: int | None = None,
+        wait_timeout: float | None = None, **client_options: Any,
     ) -> None:  # fmt: skip
-        self._url, self.cluster = _parse_url(url)
+        self._url, self.cluster, own = _parse_url(url)
+        try:
+            self.wait_replicas = int(own.get("wait_replicas", 0) if wait_replicas is None else wait_replicas)
+            self.wait_timeout = float(own.get("wait_timeout", 0.1) if wait_timeout is None else wait_timeout)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad wait_replicas or wait_timeout in the Redis store URL: {exc}") from exc
+        if self.wait_replicas < 0 or not 0 < self.wait_timeout <= 60:
+            raise ConfigurationError("wait_replicas must be >= 0 and wait_timeout in (0, 60] seconds")
+        if self.wait_replicas and self.cluster:
+            raise ConfigurationError("wait_replicas is not supported on a Redis Cluster yet (see the RedisStore docs)")
         self.prefix = prefix
         # Only for pruning indexes and immediate expiries: TTLs run on the server's clock.
         self._clock = time.time
@@ -244,6 +278,9 @@ class RedisStore:
         return result
 
     def _delete(self, key: str) -> _Plan[bool]:
+        if self.wait_replicas:
+            wait = (self.wait_replicas, max(1, round(self.wait_timeout * 1000)))
+            return bool((yield ("script_and_wait", ("delete", [self._skey(key)], [], *wait))))
         return bool((yield ("script", ("delete", [self._skey(key)], []))))
 
     def _list_user(self, user: str) -> _Plan[list[StoredSession]]:
@@ -276,6 +313,8 @@ class RedisStore:
         method, args = call
         if method == "script":
             return scripts.call(client, *args)
+        if method == "script_and_wait":
+            return scripts.call_and_wait(client, *args)
         if method == "pipeline":
             with client.pipeline(transaction=False) as pipe:
                 for name, cmd_args in args[0]:
@@ -288,6 +327,8 @@ class RedisStore:
         method, args = call
         if method == "script":
             return await scripts.acall(client, *args)
+        if method == "script_and_wait":
+            return await scripts.acall_and_wait(client, *args)
         if method == "pipeline":
             async with client.pipeline(transaction=False) as pipe:
                 for name, cmd_args in args[0]:
