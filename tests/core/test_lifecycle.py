@@ -47,6 +47,20 @@ def test_reading_the_csrf_token_of_a_new_session_stores_nothing(manager: Session
     assert again.csrf_valid(t) and not again.csrf_valid(t[:-1] + "x")
 
 
+def test_the_pre_session_csrf_cookie_is_cleared_only_if_the_client_has_one(manager: SessionManager) -> None:
+    fresh = manager.load(token(None))
+    _ = fresh.csrf_token  # made in this request: the client never got the cookie
+    fresh.ensure_stored()
+    assert [c.split("=")[0] for c in manager.save(fresh).set_cookies] == ["__Host-session"]
+
+    secret = "s" * 43
+    presented = manager.load(IncomingToken(None, via_header=False, csrf_secret=secret))
+    presented["x"] = 1
+    cookies = manager.save(presented).set_cookies
+    assert [c.split("=")[0] for c in cookies] == ["__Host-session", "__Host-session-csrf"]
+    assert "Max-Age=0" in cookies[1]
+
+
 def test_first_write_creates_the_session_with_a_hashed_key(manager: SessionManager, store: CountingStore) -> None:
     s, sid = start(manager, cart={"a": 1})
     assert store.calls == ["create"]

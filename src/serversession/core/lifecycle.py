@@ -446,7 +446,9 @@ def _issue(session: Session, session_id: str, now: float, clear_pre_csrf: bool =
     if session.persistent:
         max_age = int(deadlines(config, session.meta)[1] - now)
     cookies = [set_cookie(config, config.cookie_name or "", token, max_age)]
-    if clear_pre_csrf and session.pre_csrf_secret is not None:
+    # The stored session now holds the pre-session secret: drop its cookie, but only
+    # if the client has one (a secret made during this request was never sent).
+    if clear_pre_csrf and session.pre_csrf_secret is not None and not session.pre_csrf_issued:
         cookies.append(set_cookie(config, config.csrf_cookie_name, "", 0))
     return SaveResult(set_cookies=tuple(cookies))
 
