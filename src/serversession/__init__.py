@@ -6,6 +6,8 @@ integration: :class:`serversession.integrations.asgi.SessionMiddleware`,
 ``SESSION_ENGINE = "serversession.django"``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .core.config import SessionConfig
 from .core.lifecycle import SaveResult, SessionInfo
 from .core.records import Commit, CommitResult, Outcome, StoredSession
@@ -26,7 +28,24 @@ from .exceptions import (
 from .manager import AsyncSessionManager, SessionManager
 from .stores import AsyncStore, MemoryStore, SQLiteStore, Store, open_store
 
+if TYPE_CHECKING:
+    from .stores.postgres import PostgresStore
+    from .stores.redis import RedisStore
+
 __version__ = "0.1.0"
+
+#: Stores whose drivers are optional extras: imported on first use, so that
+#: ``import serversession`` needs neither redis-py nor psycopg.
+_LAZY = {"RedisStore": ".stores.redis", "PostgresStore": ".stores.postgres"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AsyncSessionManager",
@@ -40,6 +59,8 @@ __all__ = [
     "MemoryStore",
     "NotSerializableError",
     "Outcome",
+    "PostgresStore",
+    "RedisStore",
     "SQLiteStore",
     "SaveResult",
     "Session",
