@@ -169,6 +169,26 @@ def test_a_session_error_escaping_a_plain_asgi_app_is_a_json_4xx_5xx_not_a_crash
     assert response.status_code == status and "error" in response.json()
 
 
+def test_a_session_error_raised_by_the_save_itself_is_still_answered(
+    store: FlakyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The save runs as the response starts, before anything is sent: an error it
+    raises can still become a clean 409, not a half-sent response."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = SessionMiddleware(app, store, SessionConfig(cookie_secure=False))
+
+    async def ended(*args: Any, **kwargs: Any) -> Any:
+        raise SessionEndedError("ended while the view ran")
+
+    monkeypatch.setattr(middleware.manager, "asave", ended)
+    response = TestClient(middleware).get("/")
+    assert response.status_code == 409 and "error" in response.json()
+
+
 def test_an_error_after_the_response_started_is_left_to_the_server(store: FlakyStore) -> None:
     async def half_app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -154,7 +154,6 @@ class SessionMiddleware:
             if failed:
                 return  # the app's own response was replaced by a 503
             if not started and message["type"] == "http.response.start":
-                started = True
                 try:
                     result = await manager.asave(session, ip=ip)
                 except StoreError as exc:
@@ -164,6 +163,7 @@ class SessionMiddleware:
                     return
                 if result.set_cookies or result.header_token is not None:
                     _add_headers(message, result)
+                started = True  # only now: a save that raised can still be answered (409)
             await send(message)
 
         try:
