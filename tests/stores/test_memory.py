@@ -291,3 +291,125 @@ def test_corrupt_timestamps_fail_the_load_as_decode_meta_does(
     assert mem.create(key, Commit(meta=fields, expires_at=clock.now + 60)) is True
     with pytest.raises(CorruptRecordError):
         mem.load(key)
+
+
+# -- found by review: each failed on the first version of this layout ---------------------
+
+
+class PopCounter(dict[Any, Any]):
+    """A dict that counts ``pop`` calls: how many seconds a sweep visited."""
+
+    pops = 0
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self.pops += 1
+        return super().pop(key, *default)
+
+
+@pytest.mark.parametrize("new_user", ["bob", None], ids=["rebound", "signed-out"])
+def test_a_commit_that_changes_the_user_leaves_no_stale_index(
+    mem: MemoryStore, clock: Clock, new_user: str | None
+) -> None:
+    key = created(mem, clock, ttl=60, user="alice")
+    change = Commit(meta=encode_meta_fields(user=new_user), index_user=new_user)  # no rotation
+    assert mem.commit(key, change).outcome is Outcome.OK
+    assert "alice" not in mem._users  # at once, not only when someone lists alice's sessions
+    clock.now += 61
+    assert mem.purge_expired() == 1 and len(mem) == 0
+    assert mem._users == {}
+
+
+def test_purge_stops_at_its_limit_even_inside_one_second(mem: MemoryStore, clock: Clock) -> None:
+    for _ in range(50):
+        created(mem, clock, ttl=10)  # all in the same second's bucket
+    clock.now += 11
+    assert mem.purge_expired(10) == 10
+    assert mem.purge_expired(1000) == 40 and len(mem) == 0
+
+
+def test_a_clock_jump_visits_only_the_seconds_that_have_sessions(clock: Clock) -> None:
+    """A machine that boots at 1970 and is then set by NTP must not walk every
+    empty second in between with the store's lock held."""
+    clock.now = 0.0
+    mem = MemoryStore(clock=clock)
+    mem._buckets = PopCounter()
+    early = [created(mem, clock, ttl=10) for _ in range(3)]
+    clock.now = 100_000.0
+    created(mem, clock, ttl=60)  # create sweeps first
+    assert mem._buckets.pops <= 3  # type: ignore[attr-defined]
+    assert all(mem.load(k) is None for k in early) and len(mem) == 1
+
+
+def test_an_infinite_expiry_is_kept_and_breaks_nothing(mem: MemoryStore, clock: Clock) -> None:
+    """``SessionConfig`` accepts infinite timeouts; their sessions never expire."""
+    forever = new_key()
+    assert mem.create(forever, Commit(meta=meta_at(clock.now), expires_at=float("inf")))
+    renewed = created(mem, clock, ttl=10)
+    others = [created(mem, clock, ttl=10) for _ in range(3)]  # the same bucket, after `renewed`
+    assert mem.commit(renewed, Commit(expires_at=float("inf"))).outcome is Outcome.OK
+    clock.now += 11
+    created(mem, clock, ttl=60)  # sweeps the bucket holding `renewed`
+    assert mem.purge_expired() == 0
+    assert all(k.encode() not in mem._records for k in others)
+    assert mem.load(forever) is not None and mem.load(renewed) is not None
+
+
+def test_a_nan_expiry_is_refused_before_anything_changes(mem: MemoryStore, clock: Clock) -> None:
+    key = new_key()
+    with pytest.raises(ValueError, match="NaN"):
+        mem.create(key, Commit(meta=meta_at(clock.now), expires_at=float("nan")))
+    assert len(mem) == 0
+    key = created(mem, clock, ttl=10)
+    with pytest.raises(ValueError, match="NaN"):
+        mem.commit(key, Commit(expires_at=float("nan")))
+    clock.now += 11
+    assert mem.purge_expired() == 1
+
+
+def test_an_expired_session_stays_listed_if_the_clock_steps_back(mem: MemoryStore, clock: Clock) -> None:
+    key = created(mem, clock, ttl=10, user="alice")
+    clock.now += 10.5
+    assert mem.list_user("alice") == []
+    clock.now -= 5  # NTP steps the clock back: the session is live again, as it is in SQLite
+    assert [s.key for s in mem.list_user("alice")] == [key]
+
+
+def test_loads_outside_the_lock_see_whole_records_while_the_table_grows(mem: MemoryStore) -> None:
+    """Loads unpack outside the lock while writers add User-Agents to the table."""
+    import threading
+
+    errors: list[BaseException] = []
+    written: list[tuple[str, str]] = []
+    guard, stop = threading.Lock(), threading.Event()
+
+    def writer(w: int) -> None:
+        try:
+            for i in range(800):
+                key, ua = new_key(), f"UA-{w}-{i}"
+                assert mem.create(key, Commit(meta=meta_at(T0, user_agent=ua), expires_at=T0 + 60))
+                with guard:
+                    written.append((key, ua))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                with guard:
+                    sample = written[-50:]
+                for key, ua in sample:
+                    session = mem.load(key)
+                    assert session is not None and session.meta.user_agent == ua
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    writers = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+    for thread in readers + writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert not errors, errors[:3]

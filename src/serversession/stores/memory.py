@@ -57,7 +57,7 @@ import math
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..core.codec import SessionMeta
@@ -115,6 +115,13 @@ class _StringTable:
 
     def __len__(self) -> int:
         return len(self._strings)
+
+
+def _checked(expires_at: float) -> float:
+    """An expiry to store: NaN would make a session immortal and break the wheel."""
+    if math.isnan(expires_at):
+        raise ValueError("a session's expiry cannot be NaN")
+    return expires_at
 
 
 def _expiry(record: bytes) -> float:
@@ -209,7 +216,10 @@ class MemoryStore:
         return record
 
     def _file(self, k: bytes, expires_at: float) -> None:
-        second = max(int(expires_at), self._swept_to)  # a swept second is never visited again
+        if expires_at == math.inf:
+            return  # never expires (infinite timeouts): nothing to purge
+        # A second already swept is never visited again: file no earlier than the next one.
+        second = self._swept_to if expires_at == -math.inf else max(int(expires_at), self._swept_to)
         self._buckets.setdefault(second, []).append(k)
 
     def _remove(self, k: bytes) -> None:
@@ -217,22 +227,44 @@ class MemoryStore:
         if record is None or not self._users:
             return
         body = _unpack(record)  # the user's index is found through the record
-        if isinstance(body, tuple) and body[2] in self._users:
-            keys = self._users[body[2]]
+        if isinstance(body, tuple):
+            self._unindex(k, body[2])
+
+    def _unindex(self, k: bytes, user: str | None) -> None:
+        keys = self._users.get(user) if user else None
+        if keys is not None:
             keys.discard(k)
             if not keys:
-                del self._users[body[2]]
+                del self._users[user]  # type: ignore[arg-type]
 
     def _index(self, k: bytes, user: str | None) -> None:
         if user:
             self._users.setdefault(user, set()).add(k)
 
     def _sweep(self, now: float, limit: int) -> int:
+        """Purge at most ``limit`` sessions that expired before ``now``.
+
+        Visits the buckets of the seconds passed since the last sweep, one second
+        after another; after a long idle spell or a clock jump (a machine booting
+        at 1970 then set by NTP) only the seconds that have a bucket, so the lock
+        is never held for a walk over millions of empty seconds.
+        """
+        end = int(now)
+        if end <= self._swept_to:
+            return 0
+        seconds: Iterable[int]
+        if end - self._swept_to > len(self._buckets):
+            seconds = sorted(b for b in self._buckets if b < end)
+        else:
+            seconds = range(self._swept_to, end)
         removed = 0
-        while self._swept_to < int(now) and removed < limit:
-            keys = self._buckets.pop(self._swept_to, ())
-            self._swept_to += 1
-            for k in keys:
+        for second in seconds:
+            keys = self._buckets.pop(second, None) or []
+            for i, k in enumerate(keys):
+                if removed >= limit:
+                    self._buckets[second] = keys[i:]  # the rest waits for the next sweep
+                    self._swept_to = second
+                    return removed
                 record = self._records.get(k)
                 if record is None:
                     continue  # deleted (or filed twice and already purged)
@@ -241,7 +273,8 @@ class MemoryStore:
                     self._remove(k)
                     removed += 1
                 else:
-                    self._file(k, expires_at)  # renewed since it was filed
+                    self._file(k, expires_at)  # renewed since it was filed: lands at int(expiry) >= end
+        self._swept_to = end
         return removed
 
     # -- sync face ------------------------------------------------------------------
@@ -258,7 +291,7 @@ class MemoryStore:
     def create(self, key: str, commit: Commit) -> bool:
         """See :meth:`Store.create`."""
         k, now = _key(key), self._clock()
-        expires_at = commit.expires_at or now
+        expires_at = _checked(commit.expires_at or now)
         with self._lock:
             self._sweep(now, 100)
             if self._live(k, now) is not None:
@@ -283,15 +316,17 @@ class MemoryStore:
             conflict = apply_commit(data, meta, commit)
             if conflict is not None:
                 return conflict
-            expires_at = _expiry(record) if commit.expires_at is None else commit.expires_at
+            expires_at = _expiry(record) if commit.expires_at is None else _checked(commit.expires_at)
             self._records[k] = self._pack(expires_at, meta, data)  # the wheel finds a later expiry itself
+            if body[2] and body[2] != (meta.get("u") or None):
+                self._unindex(k, body[2])  # signed out, or bound to someone else, without a rotation
             self._index(k, commit.index_user)
             return COMMITTED
 
     def rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
         """See :meth:`Store.rotate`."""
         old, new, now = _key(old_key), _key(new_key), self._clock()
-        expires_at = commit.expires_at or now
+        expires_at = _checked(commit.expires_at or now)
         with self._lock:
             record = self._live(old, now)
             if record is None:
@@ -326,12 +361,13 @@ class MemoryStore:
             keys = self._users.get(user, set())
             found = []
             for k in list(keys):
-                record = self._live(k, now)
+                record = self._records.get(k)
                 body = None if record is None else _unpack(record)
                 if not isinstance(body, tuple) or body[2] != user:
-                    keys.discard(k)
+                    keys.discard(k)  # gone, rotated away or someone else's now
                     continue
-                found.append((k, body))
+                if _expiry(record) > now:  # type: ignore[arg-type]
+                    found.append((k, body))  # an expired one stays indexed until it is purged
             if not keys:
                 self._users.pop(user, None)
         return [self._session(k.decode("utf-8", "surrogatepass"), body) for k, body in found]
