@@ -12,7 +12,7 @@ from servers import RedisServer, free_port
 from serversession.core.codec import SessionMeta, encode_meta
 from serversession.core.ids import new_session_id, storage_key
 from serversession.core.records import Commit
-from serversession.exceptions import StoreUnavailableError
+from serversession.exceptions import StoreError, StoreUnavailableError
 from serversession.stores._redis_batch import LoadBatcher
 from serversession.stores.redis import RedisStore
 
@@ -80,3 +80,60 @@ async def test_every_load_of_a_failed_batch_is_a_store_error_and_the_store_recov
             assert loaded[0] is not None and loaded[0].data == {"a": "1"} and loaded[1:] == [None] * 7
     finally:
         await store.aclose()
+
+
+# -- found by review: each failed before the batcher's guards ---------------------------
+
+
+@pytest.mark.anyio
+async def test_one_undecodable_session_fails_only_its_own_load(fresh_redis: RedisServer) -> None:
+    """Bytes that are not UTF-8 (written by another client) raise out of the whole
+    pipeline, not per command; the batch then loads one key at a time."""
+    store = RedisStore(fresh_redis.url)
+    meta = encode_meta(SessionMeta(created_at=1.0, last_seen_at=1.0))
+    try:
+        good = [storage_key(new_session_id()) for _ in range(5)]
+        for i, key in enumerate(good):
+            assert await store.acreate(key, Commit(set_data={"i": str(i)}, meta=meta, expires_at=9e9))
+        bad = storage_key(new_session_id())
+        async with redis.asyncio.Redis.from_url(fresh_redis.url) as raw:  # a bytes client
+            await raw.hset(f"ss:s:{bad}", mapping={b"d:x": b"\xff\xfe not utf-8"})
+        results = await asyncio.gather(*(store.aload(k) for k in [*good, bad]), return_exceptions=True)
+        assert [r.data for r in results[:5]] == [{"i": str(i)} for i in range(5)]  # type: ignore[union-attr]
+        assert isinstance(results[5], StoreError)
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_tick_with_many_loads_sends_bounded_pipelines(fresh_redis: RedisServer) -> None:
+    client = redis.asyncio.Redis.from_url(fresh_redis.url, decode_responses=True)
+    try:
+        spy = Spy(client)
+        batcher = LoadBatcher(spy)
+        batcher.max_batch = 4
+        replies = await asyncio.gather(*(batcher.hgetall(f"k{i}") for i in range(10)))
+        assert replies == [{}] * 10 and spy.pipelines == 3 and spy.singles == 0  # 4 + 4 + 2
+    finally:
+        await client.aclose()
+
+
+def test_a_loop_that_stopped_with_a_load_queued_does_not_block_later_loads(fresh_redis: RedisServer) -> None:
+    store = RedisStore(fresh_redis.url)
+    stopped = asyncio.new_event_loop()
+
+    left: list[asyncio.Task[object]] = []
+
+    async def queue_and_stop() -> None:
+        left.append(asyncio.ensure_future(store.aload("queued on a loop that never runs again")))
+
+    stopped.run_until_complete(queue_and_stop())
+    stopped.close()
+
+    async def later() -> object:
+        try:
+            return await asyncio.wait_for(store.aload(storage_key(new_session_id())), 5)
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(later()) is None  # a fresh key: not found, and above all not stuck
