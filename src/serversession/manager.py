@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import itertools
 import logging
 import threading
 import time
@@ -86,11 +87,16 @@ class _KeyGate:
     guards against other processes. Readers and other keys are never queued.
     """
 
-    __slots__ = ("__weakref__", "latest", "lock")
+    __slots__ = ("__weakref__", "latest", "lock", "loop")
 
-    def __init__(self, lock: Any) -> None:
+    def __init__(self, lock: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.lock = lock
-        self.latest: dict[str, str | None] = {}
+        #: The event loop an ``asyncio.Lock`` belongs to (weakly), None for a thread lock:
+        #: another loop gets a gate of its own (CAS arbitrates between them, as between
+        #: processes), so a finished or stopped loop can neither break nor hang it.
+        self.loop = None if loop is None else weakref.ref(loop)
+        #: data key -> (the encoded text this process last committed, its sequence number)
+        self.latest: dict[str, tuple[str | None, int]] = {}
 
 
 class _ManagerBase:
@@ -107,19 +113,26 @@ class _ManagerBase:
         self._gates: weakref.WeakValueDictionary[str, _KeyGate] = weakref.WeakValueDictionary()
         self._recent_gates: collections.deque[_KeyGate] = collections.deque(maxlen=_RECENT_GATES)
         self._gates_guard = threading.Lock()
+        # Orders loads against committed modifies: a request that loaded after the
+        # last modify of a key committed starts from its own load, not the memo.
+        self._seq = itertools.count()
 
-    def _gate(self, key: str, new_lock: Callable[[], Any]) -> _KeyGate:
+    def _gate(self, key: str, new_lock: Callable[[], Any], loop: asyncio.AbstractEventLoop | None = None) -> _KeyGate:
         with self._gates_guard:
             gate = self._gates.get(key)
-            if gate is None:
-                gate = self._gates[key] = _KeyGate(new_lock())
-                self._recent_gates.append(gate)
+            if gate is None or (gate.loop is not None and gate.loop() is not loop):
+                gate = self._gates[key] = _KeyGate(new_lock(), loop)
+            self._recent_gates.append(gate)  # recently *used* gates stay (duplicates are fine)
             return gate
 
-    @staticmethod
-    def _remember(gate: _KeyGate, session: Session, key: str, ok: bool) -> None:
+    def _latest(self, gate: _KeyGate, session: Session, key: str) -> Any:
+        """What ``modify`` should expect the store to hold for ``key``."""
+        text, seq = gate.latest.get(key, (lifecycle.FROM_SESSION, -1))
+        return text if seq > session.load_seq else lifecycle.FROM_SESSION
+
+    def _remember(self, gate: _KeyGate, session: Session, key: str, ok: bool) -> None:
         if ok:
-            gate.latest[key] = session.base.get(key)
+            gate.latest[key] = (session.base.get(key), next(self._seq))
         else:
             gate.latest.pop(key, None)
 
@@ -171,10 +184,11 @@ class SessionManager(_ManagerBase):
 
     def load(self, token: IncomingToken, *, user_agent: str = "", ip: str = "") -> Session:
         """Return the request's session (a fresh unstored one if it has none)."""
+        seq = next(self._seq)
         session = run_sync(
             lifecycle.load(self.config, token, self.clock(), user_agent, ip), self.store, self._emit_sync
         )
-        session.manager = self
+        session.manager, session.load_seq = self, seq
         return session
 
     def save(self, session: Session, *, ip: str | None = None) -> SaveResult:
@@ -193,7 +207,7 @@ class SessionManager(_ManagerBase):
         with gate.lock:
             ok = False
             try:
-                latest = gate.latest.get(key, lifecycle.FROM_SESSION)
+                latest = self._latest(gate, session, key)
                 plan = lifecycle.modify(session, key, fn, default, self.clock(), latest)
                 value = run_sync(plan, self.store, self._emit_sync)
                 ok = True
@@ -230,10 +244,11 @@ class AsyncSessionManager(_ManagerBase):
 
     async def aload(self, token: IncomingToken, *, user_agent: str = "", ip: str = "") -> Session:
         """See :meth:`SessionManager.load`."""
+        seq = next(self._seq)
         session = await run_async(
             lifecycle.load(self.config, token, self.clock(), user_agent, ip), self.store, self._emit_async
         )
-        session.manager = self
+        session.manager, session.load_seq = self, seq
         return session
 
     async def asave(self, session: Session, *, ip: str | None = None) -> SaveResult:
@@ -249,11 +264,11 @@ class AsyncSessionManager(_ManagerBase):
         if session.key is None:
             plan = lifecycle.modify(session, key, fn, default, self.clock())
             return await run_async(plan, self.store, self._emit_async)
-        gate = self._gate(session.key, asyncio.Lock)
+        gate = self._gate(session.key, asyncio.Lock, asyncio.get_running_loop())
         async with gate.lock:
             ok = False
             try:
-                latest = gate.latest.get(key, lifecycle.FROM_SESSION)
+                latest = self._latest(gate, session, key)
                 plan = lifecycle.modify(session, key, fn, default, self.clock(), latest)
                 value = await run_async(plan, self.store, self._emit_async)
                 ok = True

@@ -211,6 +211,8 @@ def modify(
         current = decode_value(expected) if expected is not None else copy.deepcopy(default)
         value = fn(current)
         encoded = encode_value(key, value)
+        # The limit holds here too (measured against this request's copy of the other keys).
+        session._check_size(key, len(key) + len(encoded) + session._base_size(exclude=key))
         commit = Commit(set_data={key: encoded}, expect={key: expected})
         result: CommitResult = yield ("commit", (target, commit))
         if result.outcome is Outcome.OK:
@@ -417,14 +419,15 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
     result: CommitResult = yield ("rotate", (old_key, key, commit, config.rotation_grace))
     if result.outcome is Outcome.MOVED and result.moved_to:
         # A concurrent request rotated first: its response carries the new ID;
-        # ours only forwards its changes there.
+        # ours only forwards its changes there, the user only if this request
+        # changed it (else a stale copy would undo the other's sign-in or sign-out).
         yield from _commit_following_moves(
             result.moved_to,
             Commit(
                 set_data=to_set,
                 unset_data=unset,
-                meta=encode_meta_fields(user=meta.user),
-                index_user=meta.user,
+                meta=encode_meta_fields(user=meta.user) if session.user_changed else {},
+                index_user=meta.user if session.user_changed else None,
                 absolute_at=deadlines(config, meta)[1],
             ),
         )

@@ -86,6 +86,8 @@ class Session(MutableMapping[str, Any]):
         #: Free text for the ROTATED / DESTROYED event of this request.
         self.end_reason = ""
         self.manager: _Modifier | None = None
+        #: Set by the manager: where this load stands in its modify queue's history.
+        self.load_seq = -1
 
     # -- the mapping --------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
