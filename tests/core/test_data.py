@@ -45,3 +45,19 @@ def test_mapping_api(manager: SessionManager) -> None:
     assert s.pop("a") == 1 and list(s) == ["b"] and len(s) == 1
     s.clear()
     assert dict(s) == {}
+
+
+def test_nul_in_a_key_or_the_user_fails_where_it_is_set(manager: SessionManager) -> None:
+    """PostgreSQL's jsonb cannot hold NUL; every store refuses it the same way, early."""
+    s = new(manager)
+    with pytest.raises(NotSerializableError):
+        s["form\x00field"] = 1
+    with pytest.raises(ValueError, match="NUL"):
+        s.user = "bob\x00"
+    s["value may hold it"] = "a\x00b"  # inside a JSON value it is escaped: fine everywhere
+    manager.save(s)
+
+
+def test_control_characters_are_dropped_from_the_user_agent(manager: SessionManager) -> None:
+    s = manager.load(IncomingToken(None, via_header=False), user_agent="Mozilla\x00/5.0\r\n(X11)", ip="192.0.2.1")
+    assert s.meta.user_agent == "Mozilla/5.0(X11)"

@@ -78,3 +78,9 @@ def test_only_a_well_formed_pre_session_csrf_secret_is_adopted() -> None:
     assert read_token(config, f"session-csrf={good}", None).csrf_secret == good
     for bad in ("", "short", "A" * 44, "A" * 42 + "!", "é" * 43):
         assert read_token(config, f"session-csrf={bad}", None).csrf_secret is None, bad
+
+
+def test_client_ip_drops_control_characters() -> None:
+    trusting = SessionConfig(trusted_proxies=("10.0.0.0/8",))
+    assert client_ip(trusting, "10.0.0.1", "1.2.3.4\x00") == "1.2.3.4"
+    assert client_ip(SessionConfig(), "unix:\x00sock", None) == "unix:sock"

@@ -191,6 +191,10 @@ async def test_expiry_is_honoured(astore: Any) -> None:
         for key in keys:
             assert await f.load(key) is None
             assert (await f.commit(key, Commit(set_data={"a": "2"}))).outcome is Outcome.MISSING
+    for f, key in zip((sync, async_), keys, strict=True):  # an expired record under the target gives way
+        old, now = await created(f, {"b": 1}), time.time()
+        assert (await f.rotate(old, key, Commit(expires_at=now + 60, absolute_at=now + 120), 5.0)).outcome is Outcome.OK
+        assert (await f.load(key)).data == {"b": "1"}  # type: ignore[union-attr]
 
 
 async def test_rotate_moves_the_session(face: Face) -> None:

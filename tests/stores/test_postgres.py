@@ -412,3 +412,53 @@ def test_opened_by_url(postgres_server: PostgresServer) -> None:
             opened.ping()
         finally:
             opened.close()
+
+
+# -- found by review: each failed before -------------------------------------------------
+
+
+def test_a_second_event_loop_gets_a_working_pool_after_connections_were_lost(
+    postgres_server: PostgresServer, clock: FakeClock, table: str
+) -> None:
+    """The async pool's workers die with the loop that opened it: a later loop
+    (another asyncio.run, a test's own loop) must get a pool of its own."""
+    name = f"ss-{table[-8:]}"
+    store = PostgresStore(postgres_server.url, table=table, clock=clock, timeout=2.0, application_name=name)
+    key = new_key()
+    try:
+        store.create(key, fresh(clock, {"a": "1"}))
+        assert asyncio.run(store.aload(key)) is not None  # loop 1
+        query(postgres_server, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+              name)  # fmt: skip
+
+        async def loop_two() -> Any:
+            try:
+                return await store.aload(key)
+            finally:
+                await store.aclose()
+
+        loaded = asyncio.run(loop_two())
+        assert loaded is not None and loaded.data == {"a": "1"}
+    finally:
+        store.close()
+
+
+def test_a_nan_expiry_is_refused(store: PostgresStore, clock: FakeClock) -> None:
+    with pytest.raises(StoreError):
+        store.create(new_key(), Commit(set_data={"a": "1"}, meta=fresh(clock).meta, expires_at=float("nan")))
+
+
+def test_corrupt_data_values_are_a_corrupt_record(
+    store: PostgresStore, postgres_server: PostgresServer, clock: FakeClock, table: str
+) -> None:
+    key = new_key()
+    store.create(key, fresh(clock, {"a": '"x"'}))
+    query(postgres_server, f'UPDATE "{table}" SET data = \'{{"a": 1}}\' WHERE key = %s', key)
+    with pytest.raises(CorruptRecordError):
+        store.load(key)
+
+
+@pytest.mark.parametrize("suffix", ["_schema", "_expires", "_user"])
+def test_a_table_named_like_another_tables_companion_is_refused(postgres_server: PostgresServer, suffix: str) -> None:
+    with pytest.raises(ConfigurationError):
+        PostgresStore(postgres_server.url, table=f"sessions{suffix}")

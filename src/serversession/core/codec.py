@@ -29,6 +29,8 @@ def encode_value(key: str, value: Any) -> str:
     """
     if not isinstance(key, str):
         raise NotSerializableError(f"session keys must be str, not {type(key).__name__}", key=str(key))
+    if "\x00" in key:  # PostgreSQL's jsonb cannot hold it: refused everywhere, where it is set
+        raise NotSerializableError("session keys cannot contain NUL characters", key=key.replace("\x00", "\\0"))
     try:
         return _encoder.encode(value)
     except (TypeError, ValueError) as exc:

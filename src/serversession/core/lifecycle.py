@@ -43,7 +43,7 @@ from .events import EventKind, SessionEvent
 from .ids import new_session_id, public_handle, storage_key
 from .records import Commit, CommitResult, Outcome, StoredSession
 from .session import Session
-from .transport import IncomingToken, session_id_from_token, set_cookie, token_for_client
+from .transport import IncomingToken, printable, session_id_from_token, set_cookie, token_for_client
 
 T = TypeVar("T")
 #: A store call: the method name (sync spelling) and its arguments.
@@ -112,7 +112,9 @@ def new_session(
     expired: bool = False,
 ) -> Session:
     """Return a fresh, unstored session (it gets an ID only when first stored)."""
-    meta = SessionMeta(created_at=now, last_seen_at=now, user_agent=user_agent[: config.max_user_agent], ip=ip)
+    meta = SessionMeta(
+        created_at=now, last_seen_at=now, user_agent=printable(user_agent)[: config.max_user_agent], ip=ip
+    )
     return Session(
         config,
         session_id=None,

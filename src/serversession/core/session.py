@@ -191,6 +191,8 @@ class Session(MutableMapping[str, Any]):
     def user(self, value: str | None) -> None:
         if value is not None and not isinstance(value, str):
             raise TypeError("session.user must be a str or None")
+        if value is not None and "\x00" in value:
+            raise ValueError("session.user cannot contain NUL characters")
         if value != self.meta.user:
             self.meta = self.meta.with_changes(user=value)
             self.user_changed = True

@@ -100,20 +100,30 @@ def set_cookie(config: SessionConfig, name: str, value: str, max_age: int | None
     return "; ".join(parts)
 
 
+#: Control characters (C0, DEL) dropped from what a request says about itself.
+_CONTROL = dict.fromkeys([*range(32), 127])
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters: a User-Agent or an address is shown on
+    pages and in logs, and PostgreSQL cannot store NUL at all."""
+    return text.translate(_CONTROL) if not text.isprintable() else text
+
+
 def client_ip(config: SessionConfig, peer: str | None, forwarded_for: str | None) -> str:
     """Return the client IP, believing ``X-Forwarded-For`` only from trusted proxies.
 
     Walks the forwarded chain from the right and stops at the first address that
     is not a trusted proxy: that is the client as seen by our own infrastructure.
     """
-    ip = peer or ""
+    ip = printable(peer or "")
     if not forwarded_for or not config.proxy_networks or not _trusted(config, ip):
         return ip
     for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
         ip = hop
         if not _trusted(config, hop):
             break
-    return ip[:64]
+    return printable(ip)[:64]
 
 
 def _trusted(config: SessionConfig, ip: str) -> bool:

@@ -27,11 +27,13 @@ uses ``AsyncConnectionPool``: no threads). Every operation is written once as a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import nullcontext
 from typing import Any, NamedTuple, TypeVar
@@ -42,7 +44,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from ..core.codec import decode_meta
+from ..core.codec import check_data, decode_meta
 from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome, StoredSession, apply_commit
 from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
 from ._postgres_sql import LOCK_CLASS, compile_migrations, compile_queries
@@ -64,6 +66,8 @@ _Plan = Generator[_Step, _Reply, T]
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction, OSError)
 _CAUGHT = (psycopg.Error, OSError, KeyError, ValueError, TypeError)
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,55}")  # room for the "_schema" suffix in 63 bytes
+#: Suffixes of the version table and the indexes that go with a store's table.
+_COMPANIONS = ("_schema", "_expires", "_user")
 _SCAN_BATCH = 500
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -72,7 +76,7 @@ def _fields(key: str, data: Any, meta: Any) -> tuple[dict[str, str], dict[str, s
     """Check one row's jsonb columns; corrupt ones raise ValueError (a StoreError)."""
     if not isinstance(data, dict) or not isinstance(meta, dict):
         raise ValueError(f"corrupt session row {key!r}")
-    return data, meta
+    return check_data(data), meta
 
 
 def _session(key: str, data: Any, meta: Any) -> StoredSession:
@@ -109,6 +113,8 @@ class PostgresStore:
     ) -> None:  # fmt: skip
         if not _TABLE.fullmatch(table):
             raise ConfigurationError(f"table must be a plain SQL name of at most 56 characters, got {table!r}")
+        if table.endswith(_COMPANIONS):  # "s_schema" would be the version table of a store named "s"
+            raise ConfigurationError(f"table must not end in {', '.join(_COMPANIONS)}, got {table!r}")
         if not (0 <= min_size <= max_size and max_size >= 1) or not timeout > 0:
             raise ConfigurationError("PostgresStore needs 0 <= min_size <= max_size, max_size >= 1 and timeout > 0")
         try:
@@ -138,6 +144,8 @@ class PostgresStore:
         self._lock = threading.Lock()
         self._pool: ConnectionPool[Any] | None = None
         self._apool: AsyncConnectionPool[Any] | None = None
+        # The event loop the async pool runs in: its workers die with that loop.
+        self._apool_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._migrated = False
 
     # -- pools ---------------------------------------------------------------------------
@@ -149,8 +157,14 @@ class PostgresStore:
             return self._pool
 
     async def _async_pool(self) -> AsyncConnectionPool[Any]:
-        if self._apool is None:  # no await before the assignment: one pool per store
+        loop = asyncio.get_running_loop()
+        if self._apool is not None and (self._apool_loop is None or self._apool_loop() is not loop):
+            # Used from another event loop (a new asyncio.run, a test's own loop): the old
+            # pool could never reconnect there, so this loop gets a pool of its own.
+            self._apool = None
+        if self._apool is None:  # no await before the assignment: one pool per store and loop
             self._apool = AsyncConnectionPool(self._conninfo, kwargs=self._kwargs, open=False, **self._pool_options)
+            self._apool_loop = weakref.ref(loop)
         if self._apool.closed:  # opened here, in the running event loop it is bound to
             await self._apool.open()
         return self._apool
@@ -182,6 +196,8 @@ class PostgresStore:
     @staticmethod
     def _row(key: str, data: Mapping[str, str], meta: Mapping[str, str], expires_at: float | None,
              now: float) -> dict[str, Any]:  # fmt: skip
+        if expires_at is not None and math.isnan(expires_at):  # PostgreSQL sorts NaN after everything
+            raise ValueError("a session's expiry cannot be NaN")
         return {"key": key, "data": Jsonb(dict(data), dumps=_dumps), "meta": Jsonb(dict(meta), dumps=_dumps),
                 "user": meta.get("u") or None, "expires_at": expires_at, "now": now}  # fmt: skip
 

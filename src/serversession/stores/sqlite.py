@@ -190,6 +190,9 @@ class SQLiteStore(ThreadedAsyncFace):
                 return CommitResult(Outcome.MOVED, moved_to=row[2])
             data, meta = check_data(_loads(row[0])), _loads(row[1])
             apply_commit(data, meta, Commit(commit.set_data, commit.unset_data, commit.meta))
+            # An expired row still under the new key gives way, as in create (a live one
+            # fails the insert: the caller drew a key that is taken).
+            conn.execute("DELETE FROM serversession WHERE key = ? AND expires_at <= ?", (new_key, now))
             conn.execute(
                 "INSERT INTO serversession (key, data, meta, user, expires_at) VALUES (?, ?, ?, ?, ?)",
                 (new_key, _dumps(data), _dumps(meta), meta.get("u") or None, commit.expires_at or now),
