@@ -126,6 +126,11 @@ class PostgresStore:
         defaults: dict[str, Any] = {
             "connect_timeout": max(2, math.ceil(timeout)), "application_name": "serversession",
             "tcp_user_timeout": math.ceil(timeout * 1000),  # Linux: a vanished peer fails sends in time
+            # ...and keepalives find a peer that vanished while we wait for a reply. A server
+            # process that is alive but frozen still holds the call until it answers: libpq has
+            # no read timeout (docs/reliability.md).
+            "keepalives": 1, "keepalives_idle": max(1, math.ceil(timeout)), "keepalives_interval": 1,
+            "keepalives_count": 3,
         }  # fmt: skip
         self._conninfo = make_conninfo(url, **{**defaults, **params, "options": options})
         self._kwargs = {**connection_options, "autocommit": True}
