@@ -157,6 +157,8 @@ class FlaskSession(SessionMixin):
         raw.user = None
         if not raw.is_new:
             raw.rotate()
+        else:  # nor keep a pre-session CSRF secret the client could have been handed
+            raw.pre_csrf_secret = None
 
     @property
     def permanent(self) -> bool:

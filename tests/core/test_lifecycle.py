@@ -327,3 +327,19 @@ def test_saving_twice_writes_only_new_changes_and_rotates_once(manager: SessionM
     manager.save(s)
     assert store.calls == ["commit"]
     assert dict(manager.load(token(first))) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_a_session_signed_in_before_it_is_stored_drops_the_pre_session_secret(manager: SessionManager) -> None:
+    """The pre-session CSRF secret is a cookie: one planted by an attacker must not
+    become the signed-in session's secret."""
+    from serversession.core import csrf
+
+    planted = "A" * 43
+    s = manager.load(IncomingToken(None, via_header=False, csrf_secret=planted))
+    assert s.csrf_valid(csrf.token_for(planted))  # it protects the sign-in form itself
+    s.user = "alice"
+    token = s.csrf_token  # read after signing in: the new one
+    sid = cookie_of(manager.save(s))
+    again = manager.load(IncomingToken(sid, via_header=False))
+    assert again.csrf_valid(token)
+    assert not again.csrf_valid(csrf.token_for(planted))

@@ -164,3 +164,25 @@ def test_clear_empties_the_session_and_kills_the_old_id(client: FlaskClient, sto
     assert replay.get("/show").json["data"] == {}
     visitor = make_app(store).test_client()
     assert "Set-Cookie" not in visitor.post("/clear", headers={"X-CSRF-Token": csrf(visitor)}).headers
+
+
+def test_a_planted_pre_session_csrf_secret_does_not_survive_sign_in(store: FlakyStore) -> None:
+    """Flask's tutorial signs in with session.clear() then session["user_id"] = ...:
+    on a first visit that must not keep a pre-session secret the client brought."""
+    from serversession.core import csrf as csrf_core
+
+    app = make_app(store)
+
+    @app.post("/signin")
+    def signin() -> str:
+        session.clear()
+        session["user_id"] = "alice"
+        return "signed in"
+
+    client = app.test_client()
+    planted = "A" * 43
+    client.set_cookie("session-csrf", planted)
+    forged = csrf_core.token_for(planted)
+    assert client.post("/signin", headers={"X-CSRF-Token": forged}).status_code == 200  # the form it protected
+    assert client.post("/set", data={"x": "1"}, headers={"X-CSRF-Token": forged}).status_code == 403
+    assert client.post("/set", data={"x": "1"}, headers={"X-CSRF-Token": csrf(client)}).status_code == 200

@@ -196,6 +196,10 @@ class Session(MutableMapping[str, Any]):
         if value != self.meta.user:
             self.meta = self.meta.with_changes(user=value)
             self.user_changed = True
+            if value is not None and self.key is None and not self.meta.csrf_secret:
+                # Signed in before it was ever stored: never keep the pre-session secret,
+                # a cookie a network attacker or a sibling subdomain could have planted.
+                self.meta = self.meta.with_changes(csrf_secret=secrets.token_urlsafe(32))
 
     @property
     def persistent(self) -> bool:

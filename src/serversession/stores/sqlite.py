@@ -17,6 +17,8 @@ own connection.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sqlite3
 import threading
 import time
@@ -26,7 +28,7 @@ from typing import Any
 
 from ..core.codec import check_data, decode_meta
 from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome, StoredSession, apply_commit
-from ..exceptions import StoreError, StoreUnavailableError
+from ..exceptions import CorruptRecordError, StoreError, StoreUnavailableError
 from ._threaded import ThreadedAsyncFace
 
 SCHEMA = """
@@ -44,7 +46,22 @@ CREATE INDEX IF NOT EXISTS serversession_user ON serversession (user) WHERE user
 _SELECT = "SELECT data, meta, moved_to FROM serversession WHERE key = ? AND expires_at > ?"
 _PURGE = "DELETE FROM serversession WHERE key IN (SELECT key FROM serversession WHERE expires_at <= ? LIMIT ?)"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.JSONDecoder().decode
+_decode = json.JSONDecoder().decode
+
+
+def _loads(text: str) -> Any:
+    """A stored JSON column; text that is not JSON is a corrupt record (503), never a 500."""
+    try:
+        return _decode(text)
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecordError(f"corrupt session row: {exc}") from exc
+
+
+def _expiry(expires_at: float | None, default: float | None) -> float | None:
+    """A commit's expiry for binding: SQLite binds NaN as NULL, which would read as "key taken"."""
+    if expires_at is not None and math.isnan(expires_at):
+        raise ValueError("a session's expiry cannot be NaN")
+    return expires_at or default
 
 
 class SQLiteStore(ThreadedAsyncFace):
@@ -58,16 +75,26 @@ class SQLiteStore(ThreadedAsyncFace):
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
+        if self.path != ":memory:":  # pinned now: a later chdir must not point new threads elsewhere
+            self.path = os.path.abspath(self.path)
         self._busy_ms = int(busy_timeout * 1000)
         self._clock = clock
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._creates = 0
-        self._conn()  # create the schema now: configuration errors surface at start-up
+        self._pid = os.getpid()
+        # Create the schema now, so configuration errors surface at start-up, but keep no
+        # connection open: a server that forks its workers after this (gunicorn --preload)
+        # must not hand them an open SQLite connection, which loses their writes.
+        if self.path != ":memory:":
+            self._conn()
+            self.close()
 
     # -- connections -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:  # forked: the parent's connections are not ours to use or close
+            self._pid, self._local, self._all = os.getpid(), threading.local(), []
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
@@ -78,7 +105,7 @@ class SQLiteStore(ThreadedAsyncFace):
                 self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000
             )
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(SCHEMA)
         except sqlite3.Error as exc:
@@ -89,6 +116,19 @@ class SQLiteStore(ThreadedAsyncFace):
         with self._all_lock:
             self._all.append(conn)
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL. The busy handler does not cover this pragma, so processes
+        opening a fresh file at once retry it until the busy timeout runs out."""
+        deadline = time.monotonic() + self._busy_ms / 1000
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _run(self, operation: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         conn = self._conn()
@@ -105,10 +145,14 @@ class SQLiteStore(ThreadedAsyncFace):
                 conn.execute("ROLLBACK")
             exc.store, exc.operation = "sqlite", operation
             raise
-        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+        except (sqlite3.Error, ValueError, KeyError, TypeError, OverflowError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation) from exc
+        except BaseException:  # anything else still must not keep the write lock from every process
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _write(self, operation: str, fn: Callable[[sqlite3.Connection, float], Any]) -> Any:
         def txn(conn: sqlite3.Connection) -> Any:
@@ -146,7 +190,7 @@ class SQLiteStore(ThreadedAsyncFace):
                     _dumps(dict(commit.set_data)),
                     _dumps(dict(commit.meta)),
                     commit.meta.get("u") or None,
-                    commit.expires_at or now,
+                    _expiry(commit.expires_at, now),
                 ),
             )
             self._creates += 1
@@ -172,7 +216,7 @@ class SQLiteStore(ThreadedAsyncFace):
             conn.execute(
                 "UPDATE serversession SET data = ?, meta = ?, user = ?, expires_at = COALESCE(?, expires_at)"
                 " WHERE key = ?",
-                (_dumps(data), _dumps(meta), meta.get("u") or None, commit.expires_at, key),
+                (_dumps(data), _dumps(meta), meta.get("u") or None, _expiry(commit.expires_at, None), key),
             )
             return COMMITTED
 
@@ -195,7 +239,7 @@ class SQLiteStore(ThreadedAsyncFace):
             conn.execute("DELETE FROM serversession WHERE key = ? AND expires_at <= ?", (new_key, now))
             conn.execute(
                 "INSERT INTO serversession (key, data, meta, user, expires_at) VALUES (?, ?, ?, ?, ?)",
-                (new_key, _dumps(data), _dumps(meta), meta.get("u") or None, commit.expires_at or now),
+                (new_key, _dumps(data), _dumps(meta), meta.get("u") or None, _expiry(commit.expires_at, now)),
             )
             conn.execute(
                 "UPDATE serversession SET data = '{}', meta = '{}', user = NULL, moved_to = ?, expires_at = ?"
@@ -241,7 +285,11 @@ class SQLiteStore(ThreadedAsyncFace):
             ).fetchall()
 
         for r in self._run("scan", q):
-            yield self._row(r[0], r[1:])
+            try:
+                yield self._row(r[0], r[1:])
+            except StoreError as exc:
+                exc.store, exc.operation = "sqlite", "scan"
+                raise
 
     def purge_expired(self, limit: int = 1000) -> int:
         """See :meth:`Store.purge_expired`."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..exceptions import ConfigurationError
 
@@ -34,7 +34,9 @@ def sqlite_path(url: str) -> str:
     path = url.split("://", 1)[1]
     if not path.startswith("/") or path == "/":
         raise ConfigurationError(f"SQLite store URL needs a path: sqlite:///FILE, got {url!r}")
-    return path[1:]
+    if "?" in path or "#" in path:  # it would become part of the file name: another database
+        raise ConfigurationError(f"SQLite store URLs take no query or fragment, got {url!r}")
+    return unquote(path[1:])
 
 
 def open_store(url: str, **options: Any) -> Any:

@@ -1,0 +1,95 @@
+"""What only the SQLite store has: its file, its connections, its transactions.
+
+The contract itself is checked by test_conformance.py; these cases came from a
+review of the store and each failed before its fix.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from serversession.core.codec import SessionMeta, encode_meta
+from serversession.core.ids import new_session_id, storage_key
+from serversession.core.records import Commit
+from serversession.exceptions import ConfigurationError, CorruptRecordError, StoreError
+from serversession.stores import open_store
+from serversession.stores.sqlite import SQLiteStore
+
+
+def fresh(ttl: float = 60.0) -> Commit:
+    now = time.time()
+    return Commit(set_data={"a": '"x"'}, meta=encode_meta(SessionMeta(created_at=now, last_seen_at=now)),
+                  expires_at=now + ttl)  # fmt: skip
+
+
+def new_key() -> str:
+    return storage_key(new_session_id())
+
+
+def test_no_connection_is_left_open_by_the_constructor(tmp_path: Path) -> None:
+    """A server that forks after building the store (gunicorn --preload) must not
+    hand its workers an open SQLite connection: their writes would be lost."""
+    store = SQLiteStore(tmp_path / "s.db")
+    assert store._all == [] and (tmp_path / "s.db").exists()
+    key = new_key()
+    assert store.create(key, fresh())
+    store.close()
+
+
+def test_an_unexpected_error_inside_a_write_releases_the_lock(tmp_path: Path) -> None:
+    one, two = SQLiteStore(tmp_path / "s.db", busy_timeout=0.3), SQLiteStore(tmp_path / "s.db", busy_timeout=0.3)
+    key = new_key()
+    try:
+        assert one.create(key, fresh())
+        with pytest.raises(StoreError):
+            one.commit(key, Commit(expires_at=2**64))  # OverflowError while binding
+        assert two.create(new_key(), fresh())  # not "database is locked"
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_nan_expiry_is_refused_not_taken_for_a_used_key(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        with pytest.raises(StoreError, match="NaN"):
+            store.create(new_key(), Commit(meta=fresh().meta, expires_at=float("nan")))
+    finally:
+        store.close()
+
+
+def test_a_row_that_is_not_json_is_a_corrupt_record(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    key = new_key()
+    try:
+        assert store.create(key, fresh())
+        with sqlite3.connect(tmp_path / "s.db") as raw:
+            raw.execute("UPDATE serversession SET data = 'not json' WHERE key = ?", (key,))
+        with pytest.raises(CorruptRecordError):
+            store.load(key)
+        with pytest.raises(CorruptRecordError):
+            list(store.scan())
+    finally:
+        store.close()
+
+
+def test_a_relative_path_is_pinned_when_the_store_is_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = SQLiteStore("rel.db")
+    assert store.path == os.path.join(str(tmp_path), "rel.db")
+    store.close()
+
+
+def test_a_query_in_the_url_is_refused_and_escapes_are_decoded(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        open_store(f"sqlite:///{tmp_path}/s.db?busy_timeout=1")
+    store = open_store(f"sqlite:///{tmp_path}/my%20sessions.db")
+    try:
+        assert store.path.endswith("my sessions.db")
+    finally:
+        store.close()
