@@ -63,6 +63,27 @@ def test_rotation_keeps_data_and_kills_the_old_id(live_app: LiveApp) -> None:
     assert live_app.browser(old).value("a") is None
 
 
+def test_a_request_that_loses_a_race_with_a_rotation_sends_back_no_dead_cookie(live_app: LiveApp) -> None:
+    """Another tab signs in (rotates) while a slow request of the old session runs:
+    the slow one's change lands in the rotated session, and its response must not
+    send the rotated-away ID, which would sign that browser out."""
+    browser = live_app.browser()
+    browser.post("/set/a", 1)
+    old = browser.session_id
+    assert old is not None
+    slow = live_app.browser(old)
+    slow.fetch_csrf()
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(slow.post, "/set/b?sleep=0.6", 2)  # loads, writes, sleeps, then saves
+        time.sleep(0.2)
+        assert browser.post("/rotate").status_code == 200
+        response = pending.result()
+    assert response.status_code == 200, response.text
+    cookie = session_cookie(response, live_app.cookie_name)
+    assert cookie is None or old not in cookie
+    assert browser.value("a") == 1 and browser.value("b") == 2
+
+
 def test_logout_invalidates_the_old_cookie(live_app: LiveApp) -> None:
     browser = live_app.browser()
     browser.post("/login/" + uuid.uuid4().hex)

@@ -60,12 +60,16 @@ class SaveResult:
 
     ``set_cookies`` are whole ``Set-Cookie`` values; ``header_token`` is the new
     token for the ``Session-Id`` response header (header transport only).
-    ``ended`` says the session no longer exists (destroyed, revoked meanwhile).
+    ``ended`` says the session no longer exists (destroyed, revoked meanwhile);
+    ``moved`` that a concurrent request rotated it: this request's changes went to
+    the new ID, which only the rotating response carries, so this response must
+    not send the old one again (it would sign that browser out).
     """
 
     set_cookies: tuple[str, ...] = ()
     header_token: str | None = None
     ended: bool = False
+    moved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,7 @@ class SessionInfo:
 
 
 NOTHING = SaveResult()
+MOVED_AWAY = SaveResult(moved=True)
 
 
 def deadlines(config: SessionConfig, meta: SessionMeta) -> tuple[float, float]:
@@ -178,7 +183,7 @@ def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult
     if result.outcome is Outcome.MISSING:
         return _ended(session)
     if moved:
-        return NOTHING  # rotated meanwhile: the rotating response carries the new ID
+        return MOVED_AWAY  # rotated meanwhile: the rotating response carries the new ID
     session.settle(now if commit.expires_at is not None else None)
     if commit.expires_at is not None and not (commit.set_data or commit.unset_data):
         yield _event(EventKind.RENEWED, now, session.key, session.user)
@@ -433,7 +438,7 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
                 absolute_at=deadlines(config, meta)[1],
             ),
         )
-        return NOTHING
+        return MOVED_AWAY
     if result.outcome is not Outcome.OK:
         return _ended(session)
     session.session_id, session.key, session.meta = session_id, key, meta

@@ -133,6 +133,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     def __init__(self, session_key: str | None = None) -> None:
         self._manager = get_manager()
         self._ip: str | None = None
+        #: A save found the session rotated by a concurrent request (see :meth:`save`).
+        self.moved_away = False
         super().__init__(session_key)
 
     # -- keys and loading ------------------------------------------------------
@@ -223,6 +225,13 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         ours.persistent = not self.get_expire_at_browser_close()
         ours.ensure_stored()
         result = self._manager.save(ours, ip=self._ip)
+        if result.moved:
+            # Another request rotated the session meanwhile (a login in another tab) and
+            # carries the new key; our changes went there. Sending our old key would sign
+            # this browser out: UpdateError keeps Django from setting the cookie (our
+            # middleware then answers the view's response as is; Django's answers 400).
+            self.moved_away = True
+            raise UpdateError
         if result.ended or ours.session_id is None:
             raise UpdateError
         self._session_key = token_for_client(self._manager.config, ours.session_id)

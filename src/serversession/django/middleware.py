@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.http import HttpRequest, HttpResponse
 
@@ -44,6 +45,10 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
             result: HttpResponse = super().process_response(request, response)
         except StoreError as exc:
             return _unavailable(exc)
+        except SessionInterrupted:
+            if getattr(request.session, "moved_away", False):
+                return response  # saved into the rotated session; the cookie is the rotating response's
+            raise
         return result
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
