@@ -84,6 +84,17 @@ def test_a_request_that_loses_a_race_with_a_rotation_sends_back_no_dead_cookie(l
     assert browser.value("a") == 1 and browser.value("b") == 2
 
 
+def test_django_session_key_after_cycle_key_is_the_key_that_lives(live_app: LiveApp) -> None:
+    """Django's engines rotate at once in cycle_key() (login()); code that records
+    session_key right after login, to revoke it later, must get the live key."""
+    if live_app.kind != "django":
+        return
+    browser = live_app.browser()
+    browser.post("/set/a", 1)
+    response = browser.post("/rotate")
+    assert response.json()["key"] == browser.session_id
+
+
 def test_logout_invalidates_the_old_cookie(live_app: LiveApp) -> None:
     browser = live_app.browser()
     browser.post("/login/" + uuid.uuid4().hex)

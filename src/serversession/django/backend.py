@@ -12,8 +12,8 @@ every ``SESSION_COOKIE_*`` setting, ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` and
   requests changing different keys both keep theirs); the session is bound to
   the signed-in user (``_auth_user_id``) so it can be listed and revoked.
   Raises ``UpdateError`` (Django answers 400) when the session was ended meanwhile.
-* ``cycle_key()`` (``login()``): a rotation, carried out when the response saves
-  the session; ``session_key`` shows the new ID from then on. The old ID dies.
+* ``cycle_key()`` (``login()``): a rotation, stored at once (as Django's own
+  engines do), so ``session_key`` is the new ID from then on. The old ID dies.
 * ``flush()`` (``logout()``): the stored session is deleted at once.
 * ``set_expiry()`` / ``get_expiry_age()``: Django's cookie-side expiry, unchanged
   (``set_expiry(0)`` gives a browser-session cookie). On the server a session
@@ -265,14 +265,18 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         await sync_to_async(self.flush)()
 
     def cycle_key(self) -> None:
-        """New session ID, data kept (``login()``); takes effect when the session is saved."""
+        """New session ID, data kept (``login()``), stored at once as Django's engines do.
+
+        So ``session_key`` read right after ``login()`` (by a ``user_logged_in``
+        receiver recording it for later revocation, say) is the key that lives.
+        """
         self._get_session().rotate()
+        self.save()
         self.modified = True
 
     async def acycle_key(self) -> None:
         """Async :meth:`cycle_key`."""
-        (await self._aget_session()).rotate()
-        self.modified = True
+        await sync_to_async(self.cycle_key)()
 
     def modify(self, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
         """Atomically replace ``self[key]`` by ``fn(value)`` in the store now (see :meth:`Session.modify`)."""

@@ -77,7 +77,7 @@ def incr(request: HttpRequest, key: str) -> JsonResponse:
 @require_POST
 def rotate(request: HttpRequest) -> JsonResponse:
     request.session.cycle_key()
-    return ok(request)
+    return ok(request, key=request.session.session_key)  # as login() receivers would record it
 
 
 @require_POST
