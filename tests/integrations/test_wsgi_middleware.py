@@ -136,3 +136,15 @@ def test_a_session_error_escaping_the_app_is_a_json_error(store: FlakyStore, err
 
     response = client(store, failing_app).get("/")
     assert response.status.startswith(status) and b"error" in response.data
+
+
+def test_a_session_error_raised_by_a_generator_app_before_it_starts_is_503(store: FlakyStore) -> None:
+    """A generator app runs only when iterated: an outage in its body, before it
+    called start_response, must still be a clean 503, not the server's 500."""
+
+    def lazy_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        raise StoreUnavailableError("down while the view ran")
+        yield b""  # pragma: no cover - makes this a generator
+
+    response = client(store, lazy_app).get("/")
+    assert response.status_code == 503 and b"error" in response.data

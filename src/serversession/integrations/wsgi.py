@@ -175,10 +175,18 @@ class _Saver:
 
 def _deferred(result: Iterable[bytes], saver: _Saver) -> Iterator[bytes]:
     try:
-        for chunk in result:
-            if saver.failed:
-                break
-            yield chunk
+        try:
+            for chunk in result:
+                if saver.failed:
+                    break
+                yield chunk
+        except Exception as exc:  # raised by a generator app before it started its response
+            answer = session_error_status(exc)
+            if answer is None or saver.started or saver.failed:
+                raise
+            log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
+            yield from _error(saver.start, *answer)
+            return
         if saver.failed:
             yield saver.error
     finally:
