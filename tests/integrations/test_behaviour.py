@@ -14,8 +14,10 @@ import secrets
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from live_apps import LiveApp, session_cookie
+import pytest
+from live_apps import LiveApp, serve, session_cookie
 
 from servers import RedisServer
 from serversession.core.ids import is_well_formed
@@ -177,3 +179,16 @@ def test_store_outage_is_503_then_recovers(outage_app: tuple[LiveApp, RedisServe
     assert browser.value("a") is None
     browser.fetch_csrf()  # the old token belonged to the forgotten session
     assert browser.post("/set/a", 3).status_code == 200 and browser.value("a") == 3
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "waitress"])
+def test_django_records_the_device_under_asgi_and_wsgi(server: str, tmp_path: Path) -> None:
+    """The sessions list shows each session's device and address: under ASGI too,
+    where Django's request_started receivers run in a copied context."""
+    target = "behaviour_django:asgi_app" if server == "uvicorn" else "behaviour_django:app"
+    env = {"SS_STORE": f"sqlite:///{tmp_path / 's.sqlite3'}", "SS_IDLE": "60", "SS_DB": str(tmp_path / "d.sqlite3")}
+    with serve(target, tmp_path, server=server, env=env) as url:
+        browser = LiveApp("django", url).browser()
+        browser.http.headers["User-Agent"] = "DeviceCheck/1.0"
+        assert browser.post("/set/a", 1).status_code == 200
+        assert browser.get("/meta").json() == {"user_agent": "DeviceCheck/1.0", "ip": "127.0.0.1"}

@@ -33,13 +33,15 @@ larger of that and 12 h. Values are JSON (Django's default serializer too);
 charge of CSRF.
 
 The user agent and client IP kept with each session come from Django's
-``request_started`` signal (the engine is never handed the request).
+``request_started`` signal (the engine is never handed the request) and, under
+ASGI, where that signal's receivers run in a copied context, from our
+``SessionMiddleware`` (:func:`remember_client`): use it to see devices there.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -113,6 +115,15 @@ def _remember_client(sender: Any, environ: dict[str, Any] | None = None, scope: 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
         peer = scope.get("client")
         _client.set((headers.get("user-agent", ""), peer[0] if peer else None, headers.get("x-forwarded-for")))
+
+
+def remember_client(meta: Mapping[str, Any]) -> None:
+    """Record the request's User-Agent and address (``request.META``) for the session.
+
+    Our middleware calls this: under ASGI, Django runs sync ``request_started``
+    receivers in a copied context, so what they record never reaches the request.
+    """
+    _client.set((meta.get("HTTP_USER_AGENT", ""), meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR")))
 
 
 def _forget_client(sender: Any, **kwargs: Any) -> None:

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 
 from ..exceptions import StoreError
 from ..integrations._common import STORE_DOWN_MESSAGE, error_body, error_headers, session_error_status
-from .backend import SessionStore
+from .backend import SessionStore, remember_client
 
 log = logging.getLogger("serversession")
 
@@ -34,6 +34,7 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
         super().process_request(request)
         session = request.session
         if isinstance(session, SessionStore):
+            remember_client(request.META)
             try:
                 session.preload()
             except StoreError as exc:

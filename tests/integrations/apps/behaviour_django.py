@@ -38,6 +38,7 @@ settings.configure(
 django.setup()
 
 from django.contrib.auth import get_user_model, login, logout  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.http import HttpRequest, JsonResponse  # noqa: E402
@@ -94,6 +95,12 @@ def logout_view(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
+def meta(request: HttpRequest) -> JsonResponse:
+    raw = request.session.raw  # type: ignore[attr-defined]
+    return JsonResponse({"user_agent": raw.meta.user_agent, "ip": raw.meta.ip})
+
+
+@require_GET
 def sessions(request: HttpRequest) -> JsonResponse:
     infos = list_user_sessions(request.user, request) if request.user.is_authenticated else []
     return JsonResponse({"sessions": [{"handle": i.handle, "current": i.current} for i in infos]})
@@ -113,8 +120,10 @@ urlpatterns = [
     path("login/<str:name>", login_view),
     path("logout", logout_view),
     path("sessions", sessions),
+    path("meta", meta),
     path("revoke-others", revoke_others),
 ]
 
 call_command("migrate", verbosity=0)
 app = get_wsgi_application()
+asgi_app = get_asgi_application()  # the same project under an ASGI server
