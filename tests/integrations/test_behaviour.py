@@ -97,6 +97,16 @@ def test_django_session_key_after_cycle_key_is_the_key_that_lives(live_app: Live
     assert response.json()["key"] == browser.session_id
 
 
+def test_a_response_that_read_the_session_varies_on_the_cookie(live_app: LiveApp) -> None:
+    """Two users get different bodies from one URL: shared caches must key on the cookie."""
+    browser = live_app.browser()
+    browser.post("/set/a", 1)
+    response = browser.get("/get/a")
+    assert response.status_code == 200
+    vary = ",".join(response.headers.get_list("vary")).lower()
+    assert "cookie" in vary
+
+
 def test_logout_invalidates_the_old_cookie(live_app: LiveApp) -> None:
     browser = live_app.browser()
     browser.post("/login/" + uuid.uuid4().hex)

@@ -88,9 +88,13 @@ class Session(MutableMapping[str, Any]):
         self.manager: _Modifier | None = None
         #: Set by the manager: where this load stands in its modify queue's history.
         self.load_seq = -1
+        #: The request read the session (its data or CSRF token): the response depends
+        #: on it, so the integrations add ``Vary: Cookie`` (or ``Authorization``).
+        self.accessed = False
 
     # -- the mapping --------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
+        self.accessed = True
         values = self._values
         if key in values:
             return values[key]
@@ -117,11 +121,13 @@ class Session(MutableMapping[str, Any]):
         self._deleted.add(key)
 
     def __contains__(self, key: object) -> bool:
+        self.accessed = True
         if key in self._deleted:
             return False
         return key in self._values or key in self.base
 
     def __iter__(self) -> Iterator[str]:
+        self.accessed = True
         seen = [k for k in self.base if k not in self._deleted]
         seen.extend(k for k in self._values if k not in self.base)
         return iter(seen)
@@ -223,6 +229,7 @@ class Session(MutableMapping[str, Any]):
         session that is not stored yet does not store it: a small pre-session
         cookie carries the secret instead.
         """
+        self.accessed = True
         secret = self.meta.csrf_secret
         if not secret:
             if self.pre_csrf_secret is None:

@@ -87,6 +87,13 @@ def csrf_message(reason: str) -> str:
     return "CSRF token missing" if reason == "missing" else "CSRF token invalid"
 
 
+def vary_for(session: Session) -> str | None:
+    """The request header a response varies on when the request read its session."""
+    if not session.accessed:
+        return None
+    return "Authorization" if session.via_header else "Cookie"
+
+
 def response_headers(result: SaveResult, existing: Iterable[str] = ()) -> list[tuple[str, str]]:
     """The headers a save adds to a response: ``Set-Cookie``, ``Session-Id``, ``Cache-Control``.
 

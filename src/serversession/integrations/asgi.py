@@ -40,6 +40,7 @@ from ._common import (
     response_headers,
     session_error_status,
     token_from_form,
+    vary_for,
 )
 
 Scope = MutableMapping[str, Any]
@@ -161,8 +162,8 @@ class SessionMiddleware:
                     failed = True
                     await _send_error(send, 503, STORE_DOWN_MESSAGE)
                     return
-                if result.set_cookies or result.header_token is not None:
-                    _add_headers(message, result)
+                if result.set_cookies or result.header_token is not None or session.accessed:
+                    _add_headers(message, result, vary_for(session))
                 started = True  # only now: a save that raised can still be answered (409)
             await send(message)
 
@@ -205,10 +206,12 @@ def _headers(scope: Scope) -> dict[str, str]:
     return found
 
 
-def _add_headers(message: Message, result: SaveResult) -> None:
+def _add_headers(message: Message, result: SaveResult, vary: str | None) -> None:
     headers = list(message.get("headers", ()))
     names = [name.decode("latin-1") for name, _ in headers]
     added = response_headers(result, names)
+    if vary is not None:
+        added.append(("Vary", vary))  # a Vary field of its own: HTTP joins repeated ones
     if added:
         headers.extend((name.lower().encode(), value.encode("latin-1")) for name, value in added)
         message["headers"] = headers

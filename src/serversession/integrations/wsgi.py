@@ -48,6 +48,7 @@ from ._common import (
     response_headers,
     session_error_status,
     token_from_form,
+    vary_for,
 )
 
 Environ = dict[str, Any]
@@ -170,7 +171,11 @@ class _Saver:
                 self.start(_status(503), error_headers(503, self.error), exc_info)
                 return _discard
         self.started = True
-        return self.start(status, [*headers, *response_headers(self.result, [n for n, _ in headers])], exc_info)
+        added = response_headers(self.result, [n for n, _ in headers])
+        vary = vary_for(self.session)
+        if vary is not None:
+            added.append(("Vary", vary))  # a Vary field of its own: HTTP joins repeated ones
+        return self.start(status, [*headers, *added], exc_info)
 
 
 def _deferred(result: Iterable[bytes], saver: _Saver) -> Iterator[bytes]:
