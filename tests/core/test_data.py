@@ -61,3 +61,18 @@ def test_nul_in_a_key_or_the_user_fails_where_it_is_set(manager: SessionManager)
 def test_control_characters_are_dropped_from_the_user_agent(manager: SessionManager) -> None:
     s = manager.load(IncomingToken(None, via_header=False), user_agent="Mozilla\x00/5.0\r\n(X11)", ip="192.0.2.1")
     assert s.meta.user_agent == "Mozilla/5.0(X11)"
+
+
+def test_a_lone_surrogate_from_client_json_is_stored_escaped(manager: SessionManager) -> None:
+    """json.loads('"\\ud800"') is valid Python text that UTF-8 cannot hold: the value is
+    stored with the surrogate escaped (SQLite and PostgreSQL failed on it, a 503)."""
+    import json
+
+    odd = json.loads('"abc\\ud800"')
+    s = new(manager)
+    s["q"] = odd
+    assert s.encoded_data()["q"].isascii()
+    with pytest.raises(NotSerializableError):
+        s[odd] = 1
+    with pytest.raises(ValueError, match="surrogate"):
+        s.user = odd

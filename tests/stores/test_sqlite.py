@@ -93,3 +93,21 @@ def test_a_query_in_the_url_is_refused_and_escapes_are_decoded(tmp_path: Path) -
         assert store.path.endswith("my sessions.db")
     finally:
         store.close()
+
+
+def test_a_lone_surrogate_in_session_data_round_trips(tmp_path: Path) -> None:
+    import json
+
+    from serversession import SessionManager
+    from serversession.core.transport import IncomingToken
+
+    store = SQLiteStore(tmp_path / "s.db")
+    manager = SessionManager(store)
+    odd = json.loads('"abc\\ud800"')
+    try:
+        s = manager.load(IncomingToken(None, via_header=True))
+        s["q"] = odd
+        token = manager.save(s).header_token
+        assert manager.load(IncomingToken(token, via_header=True))["q"] == odd
+    finally:
+        store.close()

@@ -18,6 +18,9 @@ from typing import Any
 from ..exceptions import CorruptRecordError, NotSerializableError
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+#: For text holding a lone UTF-16 surrogate (JSON from a client may): escaped, it is
+#: still the same value, and every store can hold it (UTF-8 cannot).
+_ascii_encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 _decode = json.JSONDecoder().decode
 
 
@@ -31,10 +34,24 @@ def encode_value(key: str, value: Any) -> str:
         raise NotSerializableError(f"session keys must be str, not {type(key).__name__}", key=str(key))
     if "\x00" in key:  # PostgreSQL's jsonb cannot hold it: refused everywhere, where it is set
         raise NotSerializableError("session keys cannot contain NUL characters", key=key.replace("\x00", "\\0"))
+    if not is_utf8(key):
+        raise NotSerializableError("session keys must be valid Unicode text (a lone surrogate is not)", key=repr(key))
     try:
-        return _encoder.encode(value)
+        text = _encoder.encode(value)
+        return text if is_utf8(text) else _ascii_encoder.encode(value)
     except (TypeError, ValueError) as exc:
         raise NotSerializableError(f"session[{key!r}] is not JSON-serializable: {exc}", key=key) from exc
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can be stored as UTF-8 (a lone surrogate cannot)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decode_value(text: str) -> Any:

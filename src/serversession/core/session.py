@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..exceptions import SessionTooLargeError
 from . import csrf
-from .codec import SessionMeta, decode_value, encode_value
+from .codec import SessionMeta, decode_value, encode_value, is_utf8
 from .config import SessionConfig
 from .ids import public_handle
 
@@ -197,8 +197,8 @@ class Session(MutableMapping[str, Any]):
     def user(self, value: str | None) -> None:
         if value is not None and not isinstance(value, str):
             raise TypeError("session.user must be a str or None")
-        if value is not None and "\x00" in value:
-            raise ValueError("session.user cannot contain NUL characters")
+        if value is not None and ("\x00" in value or not is_utf8(value)):
+            raise ValueError("session.user cannot contain NUL characters or lone surrogates")
         if value != self.meta.user:
             self.meta = self.meta.with_changes(user=value)
             self.user_changed = True
