@@ -111,3 +111,18 @@ def test_a_lone_surrogate_in_session_data_round_trips(tmp_path: Path) -> None:
         assert manager.load(IncomingToken(token, via_header=True))["q"] == odd
     finally:
         store.close()
+
+
+def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
+    """A thread-per-request server must not leak a connection per thread."""
+    import threading
+
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        for _ in range(50):
+            worker = threading.Thread(target=store.load, args=(new_key(),))
+            worker.start()
+            worker.join()
+        assert len(store._all) <= 2  # the last thread's, and this one's if it used the store
+    finally:
+        store.close()

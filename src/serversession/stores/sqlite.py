@@ -22,6 +22,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,10 @@ class SQLiteStore(ThreadedAsyncFace):
         self._busy_ms = int(busy_timeout * 1000)
         self._clock = clock
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # Every thread's connection with its thread (weakly): a thread that ended has its
+        # connection closed when another opens one, so thread-per-request servers do not
+        # leak a file descriptor pair per thread.
+        self._all: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         self._creates = 0
         self._pid = os.getpid()
@@ -114,7 +118,15 @@ class SQLiteStore(ThreadedAsyncFace):
             ) from exc
         self._local.conn = conn
         with self._all_lock:
-            self._all.append(conn)
+            alive = []
+            for thread, other in self._all:
+                owner = thread()
+                if owner is not None and owner.is_alive():
+                    alive.append((thread, other))
+                else:
+                    other.close()
+            alive.append((weakref.ref(threading.current_thread()), conn))
+            self._all = alive
         return conn
 
     def _wal(self, conn: sqlite3.Connection) -> None:
@@ -302,7 +314,7 @@ class SQLiteStore(ThreadedAsyncFace):
     def close(self) -> None:
         """Close every thread's connection."""
         with self._all_lock:
-            for conn in self._all:
+            for _, conn in self._all:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
