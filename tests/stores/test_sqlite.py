@@ -126,3 +126,11 @@ def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
         assert len(store._all) <= 2  # the last thread's, and this one's if it used the store
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("path", [":memory:", ""])
+def test_an_in_memory_sqlite_database_is_refused(path: str) -> None:
+    """Each thread's connection would be its own empty database: sessions written by
+    one thread would not exist for the next. memory:// is the in-process store."""
+    with pytest.raises(ConfigurationError, match="memory://"):
+        SQLiteStore(path)

@@ -5,8 +5,9 @@ several app processes may share one file (SQLite's own locking serializes the
 short write transactions; ``busy_timeout`` waits instead of failing). Every
 change runs in ``BEGIN IMMEDIATE`` so a delta merge or a compare-and-set reads
 and writes under one lock. ``synchronous=NORMAL`` in WAL mode keeps every
-acknowledged commit through an application crash (SIGKILL); only a power loss can
-drop the last transactions.
+acknowledged commit through an application crash (SIGKILL); only a power loss or
+an OS crash can drop the last transactions (a logout among them: see
+docs/reliability.md).
 
 Expired rows are purged by ``serversession gc`` and, opportunistically, 50 at a
 time on every 64th create, through the index on ``expires_at``. The async face
@@ -29,7 +30,7 @@ from typing import Any
 
 from ..core.codec import check_data, decode_meta
 from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome, StoredSession, apply_commit
-from ..exceptions import CorruptRecordError, StoreError, StoreUnavailableError
+from ..exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
 from ._threaded import ThreadedAsyncFace
 
 SCHEMA = """
@@ -75,9 +76,9 @@ class SQLiteStore(ThreadedAsyncFace):
     kind = "sqlite"
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, clock: Callable[[], float] = time.time) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":  # pinned now: a later chdir must not point new threads elsewhere
-            self.path = os.path.abspath(self.path)
+        if str(path) in ("", ":memory:"):  # each thread's connection would be its own empty database
+            raise ConfigurationError("SQLiteStore needs a file; for sessions in this process use memory://")
+        self.path = os.path.abspath(path)  # pinned now: a later chdir must not point new threads elsewhere
         self._busy_ms = int(busy_timeout * 1000)
         self._clock = clock
         self._local = threading.local()
@@ -91,9 +92,8 @@ class SQLiteStore(ThreadedAsyncFace):
         # Create the schema now, so configuration errors surface at start-up, but keep no
         # connection open: a server that forks its workers after this (gunicorn --preload)
         # must not hand them an open SQLite connection, which loses their writes.
-        if self.path != ":memory:":
-            self._conn()
-            self.close()
+        self._conn()
+        self.close()
 
     # -- connections -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -103,8 +103,7 @@ class SQLiteStore(ThreadedAsyncFace):
         if conn is not None:
             return conn
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000
             )
