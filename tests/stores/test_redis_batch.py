@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,37 +33,36 @@ class Spy:
         return await self.client.hgetall(key)
 
 
-@pytest.mark.anyio
-async def test_concurrent_loads_go_out_as_one_pipeline(fresh_redis: RedisServer) -> None:
-    client = redis.asyncio.Redis.from_url(fresh_redis.url, decode_responses=True)
-    try:
-        for i in range(20):
-            await client.hset(f"k{i}", mapping={"v": str(i)})
-        await client.set("not-a-hash", "x")
-        spy = Spy(client)
-        batcher = LoadBatcher(spy)
-        replies = await asyncio.gather(
-            *(batcher.hgetall(f"k{i}") for i in range(20)), batcher.hgetall("not-a-hash"), return_exceptions=True
-        )
-        assert replies[:20] == [{"v": str(i)} for i in range(20)]
-        assert isinstance(replies[20], redis.ResponseError)  # WRONGTYPE: only that request fails
-        assert spy.pipelines == 1 and spy.singles == 0
-        assert await batcher.hgetall("k3") == {"v": "3"} and spy.singles == 1  # alone: no pipeline
-    finally:
-        await client.aclose()
+@pytest.fixture
+async def client(fresh_redis: RedisServer) -> AsyncIterator[Any]:
+    """A decoding async client on the flushed shared server, closed after the test."""
+    async with redis.asyncio.Redis.from_url(fresh_redis.url, decode_responses=True) as opened:
+        yield opened
 
 
 @pytest.mark.anyio
-async def test_a_cancelled_request_does_not_disturb_the_others(fresh_redis: RedisServer) -> None:
-    client = redis.asyncio.Redis.from_url(fresh_redis.url, decode_responses=True)
-    try:
-        await client.hset("k", mapping={"v": "1"})
-        batcher = LoadBatcher(client)
-        first, second = batcher.hgetall("k"), batcher.hgetall("k")
-        first.cancel()
-        assert await second == {"v": "1"}
-    finally:
-        await client.aclose()
+async def test_concurrent_loads_go_out_as_one_pipeline(client: Any) -> None:
+    for i in range(20):
+        await client.hset(f"k{i}", mapping={"v": str(i)})
+    await client.set("not-a-hash", "x")
+    spy = Spy(client)
+    batcher = LoadBatcher(spy)
+    replies = await asyncio.gather(
+        *(batcher.hgetall(f"k{i}") for i in range(20)), batcher.hgetall("not-a-hash"), return_exceptions=True
+    )
+    assert replies[:20] == [{"v": str(i)} for i in range(20)]
+    assert isinstance(replies[20], redis.ResponseError)  # WRONGTYPE: only that request fails
+    assert spy.pipelines == 1 and spy.singles == 0
+    assert await batcher.hgetall("k3") == {"v": "3"} and spy.singles == 1  # alone: no pipeline
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_request_does_not_disturb_the_others(client: Any) -> None:
+    await client.hset("k", mapping={"v": "1"})
+    batcher = LoadBatcher(client)
+    first, second = batcher.hgetall("k"), batcher.hgetall("k")
+    first.cancel()
+    assert await second == {"v": "1"}
 
 
 @pytest.mark.anyio
@@ -106,16 +106,12 @@ async def test_one_undecodable_session_fails_only_its_own_load(fresh_redis: Redi
 
 
 @pytest.mark.anyio
-async def test_a_tick_with_many_loads_sends_bounded_pipelines(fresh_redis: RedisServer) -> None:
-    client = redis.asyncio.Redis.from_url(fresh_redis.url, decode_responses=True)
-    try:
-        spy = Spy(client)
-        batcher = LoadBatcher(spy)
-        batcher.max_batch = 4
-        replies = await asyncio.gather(*(batcher.hgetall(f"k{i}") for i in range(10)))
-        assert replies == [{}] * 10 and spy.pipelines == 3 and spy.singles == 0  # 4 + 4 + 2
-    finally:
-        await client.aclose()
+async def test_a_tick_with_many_loads_sends_bounded_pipelines(client: Any) -> None:
+    spy = Spy(client)
+    batcher = LoadBatcher(spy)
+    batcher.max_batch = 4
+    replies = await asyncio.gather(*(batcher.hgetall(f"k{i}") for i in range(10)))
+    assert replies == [{}] * 10 and spy.pipelines == 3 and spy.singles == 0  # 4 + 4 + 2
 
 
 def test_a_loop_that_stopped_with_a_load_queued_does_not_block_later_loads(fresh_redis: RedisServer) -> None:

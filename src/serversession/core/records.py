@@ -9,6 +9,7 @@ A store is told *what* to do with these frozen records and answers with a
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -72,6 +73,14 @@ class CommitResult:
 
 COMMITTED = CommitResult(Outcome.OK)
 MISSING = CommitResult(Outcome.MISSING)
+
+
+def checked_expiry(expires_at: float) -> float:
+    """``expires_at`` if a store may keep it: NaN compares false with every time, so
+    a NaN expiry would never pass (an immortal session) and every store refuses it."""
+    if math.isnan(expires_at):
+        raise ValueError("a session's expiry cannot be NaN")
+    return expires_at
 
 
 def apply_commit(data: dict[str, str], meta: dict[str, str], commit: Commit) -> CommitResult | None:

@@ -61,7 +61,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..core.codec import SessionMeta
-from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome, StoredSession, apply_commit
+from ..core.records import (
+    COMMITTED,
+    MISSING,
+    Commit,
+    CommitResult,
+    Outcome,
+    StoredSession,
+    apply_commit,
+    checked_expiry,
+)
 from ..exceptions import CorruptRecordError
 
 #: A record opens with its expiry (Unix seconds), readable without unmarshalling the rest.
@@ -115,13 +124,6 @@ class _StringTable:
 
     def __len__(self) -> int:
         return len(self._strings)
-
-
-def _checked(expires_at: float) -> float:
-    """An expiry to store: NaN would make a session immortal and break the wheel."""
-    if math.isnan(expires_at):
-        raise ValueError("a session's expiry cannot be NaN")
-    return expires_at
 
 
 def _expiry(record: bytes) -> float:
@@ -291,7 +293,7 @@ class MemoryStore:
     def create(self, key: str, commit: Commit) -> bool:
         """See :meth:`Store.create`."""
         k, now = _key(key), self._clock()
-        expires_at = _checked(commit.expires_at or now)
+        expires_at = checked_expiry(commit.expires_at or now)
         with self._lock:
             self._sweep(now, 100)
             if self._live(k, now) is not None:
@@ -316,7 +318,7 @@ class MemoryStore:
             conflict = apply_commit(data, meta, commit)
             if conflict is not None:
                 return conflict
-            expires_at = _expiry(record) if commit.expires_at is None else _checked(commit.expires_at)
+            expires_at = _expiry(record) if commit.expires_at is None else checked_expiry(commit.expires_at)
             self._records[k] = self._pack(expires_at, meta, data)  # the wheel finds a later expiry itself
             if body[2] and body[2] != (meta.get("u") or None):
                 self._unindex(k, body[2])  # signed out, or bound to someone else, without a rotation
@@ -326,7 +328,7 @@ class MemoryStore:
     def rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
         """See :meth:`Store.rotate`."""
         old, new, now = _key(old_key), _key(new_key), self._clock()
-        expires_at = _checked(commit.expires_at or now)
+        expires_at = checked_expiry(commit.expires_at or now)
         with self._lock:
             record = self._live(old, now)
             if record is None:

@@ -45,7 +45,16 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..core.codec import check_data, decode_meta
-from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome, StoredSession, apply_commit
+from ..core.records import (
+    COMMITTED,
+    MISSING,
+    Commit,
+    CommitResult,
+    Outcome,
+    StoredSession,
+    apply_commit,
+    checked_expiry,
+)
 from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
 from ._postgres_sql import LOCK_CLASS, compile_migrations, compile_queries
 
@@ -201,8 +210,8 @@ class PostgresStore:
     @staticmethod
     def _row(key: str, data: Mapping[str, str], meta: Mapping[str, str], expires_at: float | None,
              now: float) -> dict[str, Any]:  # fmt: skip
-        if expires_at is not None and math.isnan(expires_at):  # PostgreSQL sorts NaN after everything
-            raise ValueError("a session's expiry cannot be NaN")
+        if expires_at is not None:
+            checked_expiry(expires_at)  # PostgreSQL sorts NaN after every time
         return {"key": key, "data": Jsonb(dict(data), dumps=_dumps), "meta": Jsonb(dict(meta), dumps=_dumps),
                 "user": meta.get("u") or None, "expires_at": expires_at, "now": now}  # fmt: skip
 

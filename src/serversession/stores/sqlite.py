@@ -18,7 +18,6 @@ own connection.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -29,7 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from ..core.codec import check_data, decode_meta
-from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome, StoredSession, apply_commit
+from ..core.records import (
+    COMMITTED,
+    MISSING,
+    Commit,
+    CommitResult,
+    Outcome,
+    StoredSession,
+    apply_commit,
+    checked_expiry,
+)
 from ..exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
 from ._threaded import ThreadedAsyncFace
 
@@ -61,9 +69,7 @@ def _loads(text: str) -> Any:
 
 def _expiry(expires_at: float | None, default: float | None) -> float | None:
     """A commit's expiry for binding: SQLite binds NaN as NULL, which would read as "key taken"."""
-    if expires_at is not None and math.isnan(expires_at):
-        raise ValueError("a session's expiry cannot be NaN")
-    return expires_at or default
+    return default if expires_at is None else checked_expiry(expires_at) or default
 
 
 class SQLiteStore(ThreadedAsyncFace):
