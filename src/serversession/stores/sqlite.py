@@ -151,24 +151,18 @@ class SQLiteStore(ThreadedAsyncFace):
         conn = self._conn()
         try:
             return fn(conn)
-        except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
+        except BaseException as exc:
+            if conn.in_transaction:  # whatever failed, never keep the write lock from every process
                 conn.execute("ROLLBACK")
-            raise StoreUnavailableError(
-                f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation
-            ) from exc
-        except StoreError as exc:  # a corrupt row found inside a transaction
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            exc.store, exc.operation = "sqlite", operation
-            raise
-        except (sqlite3.Error, ValueError, KeyError, TypeError, OverflowError) as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StoreError(f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation) from exc
-        except BaseException:  # anything else still must not keep the write lock from every process
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreUnavailableError(
+                    f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation
+                ) from exc
+            if isinstance(exc, StoreError):  # a corrupt row found inside a transaction
+                exc.store, exc.operation = "sqlite", operation
+                raise
+            if isinstance(exc, (sqlite3.Error, ValueError, KeyError, TypeError, OverflowError)):
+                raise StoreError(f"SQLite {operation} failed: {exc}", store="sqlite", operation=operation) from exc
             raise
 
     def _write(self, operation: str, fn: Callable[[sqlite3.Connection, float], Any]) -> Any:
