@@ -8,6 +8,7 @@ core installs with no dependencies and each backend comes with its own extra.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -27,6 +28,23 @@ _SCHEMES: dict[str, tuple[str, str, str]] = {
 }
 
 DEFAULT_STORE_URL = "sqlite:///serversession.sqlite3"
+
+
+def refuse_unknown_options(store: str, given: Iterable[str], known: Iterable[str]) -> None:
+    """Raise :class:`ConfigurationError` if a store URL names an option the store does not know.
+
+    Why: a typo (``socket_timeot=1``) accepted at start-up would fail inside the
+    driver at the first request, which the middleware can only report as "store
+    unavailable", forever. Refused here, it names the option and the ones that exist.
+    """
+    allowed = sorted(set(known))
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        names = ", ".join(repr(n) for n in unknown)
+        raise ConfigurationError(
+            f"unknown {store} store URL option{'s' if len(unknown) > 1 else ''} {names}; "
+            f"the options are: {', '.join(allowed) or '(none)'}"
+        )
 
 
 def sqlite_path(url: str) -> str:
