@@ -85,21 +85,11 @@ from flask.wrappers import Request, Response
 
 from .core import csrf
 from .core.config import SessionConfig
+from .core.guard import STORE_UNAVAILABLE, Refusal, refusal_for_error
 from .core.session import Session
 from .core.transport import client_ip
 from .exceptions import ConcurrentUpdateError, ConfigurationError, SessionEndedError, StoreError
-from .integrations._common import (
-    FORM_TYPE,
-    STORE_DOWN_MESSAGE,
-    csrf_event,
-    csrf_failure,
-    csrf_message,
-    csrf_required,
-    error_body,
-    error_headers,
-    response_headers,
-    session_error_status,
-)
+from .integrations.kit import facts_from_headers, refuse, response_headers
 from .integrations.wsgi import ENVIRON_KEY
 from .manager import SessionManager
 from .stores.url import DEFAULT_STORE_URL, open_store
@@ -111,6 +101,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("serversession")
 
 _ERROR_KEY = "serversession.store_error"
+#: A refusal decided before the session was loaded (guessing throttle), answered by the guard hook.
+_REFUSAL_KEY = "serversession.refusal"
 _EXEMPT_ATTR = "_serversession_csrf_exempt"
 _FLASK_DEFAULT_LIFETIME = timedelta(days=31)
 
@@ -243,12 +235,20 @@ class ServerSessionInterface(SessionInterface):
         headers = request.headers
         ip = client_ip(manager.config, request.remote_addr, headers.get("X-Forwarded-For"))
         token = manager.read_token(headers.get("Cookie"), headers.get("Authorization"))
+        now = manager.clock()
+        refusal = manager.guard.throttle(token, ip, now)
+        if refusal is not None:  # answered by the guard hook, before any view
+            request.environ[_REFUSAL_KEY] = refusal
+            return _UnavailableSession(StoreError("the request was refused before its session was loaded"))
         try:
             raw = manager.load(token, user_agent=headers.get("User-Agent", ""), ip=ip)
         except StoreError as exc:
             log.warning("session store failed on load: %s", exc)
             request.environ[_ERROR_KEY] = exc
             return _UnavailableSession(exc)
+        event = manager.guard.observe(token, raw, ip, now)
+        if event is not None:
+            manager.emit(event)
         request.environ[ENVIRON_KEY] = raw
         return FlaskSession(raw, ip)
 
@@ -266,10 +266,11 @@ class ServerSessionInterface(SessionInterface):
             result = self.manager.save(session.raw, ip=session.ip)
         except StoreError as exc:
             log.warning("session store failed on save: %s", exc)
-            _become_error(response, 503, STORE_DOWN_MESSAGE)
+            _become_error(response, STORE_UNAVAILABLE)
             return
-        for name, value in response_headers(result, response.headers.keys()):
-            response.headers.add(name, value)
+        for name, value in response_headers(result, response.headers.keys(), session.raw):
+            if name != "Vary":  # added above, Flask's way
+                response.headers.add(name, value)
 
 
 def _vary_on_cookie(response: Response) -> None:
@@ -326,9 +327,13 @@ def init_app(
     enforce_csrf = bool(app.config.get("SERVERSESSION_CSRF", True)) and manager.config.csrf
 
     def guard() -> Response | None:
-        if _ERROR_KEY in request.environ:
-            return _error_response(503, STORE_DOWN_MESSAGE)
-        return _check_csrf(app, manager) if enforce_csrf else None
+        environ = request.environ
+        if _ERROR_KEY in environ:
+            return _error_response(STORE_UNAVAILABLE)
+        refusal = environ.get(_REFUSAL_KEY)
+        if isinstance(refusal, Refusal):
+            return _error_response(refusal)
+        return _screen(app, manager, enforce_csrf)
 
     # First in line, so no other hook runs on a session that is not there.
     app.before_request_funcs.setdefault(None, []).insert(0, guard)
@@ -357,22 +362,27 @@ def get_manager(app: Flask | None = None) -> SessionManager:
     return interface.manager
 
 
-def _check_csrf(app: Flask, manager: SessionManager) -> Response | None:
+def _screen(app: Flask, manager: SessionManager, enforce_csrf: bool) -> Response | None:
+    """The guard's cross-site, JSON-only and CSRF checks, after routing (so ``@csrf_exempt`` counts)."""
     raw = request.environ.get(ENVIRON_KEY)
     if not isinstance(raw, Session):
         return None
-    if not csrf_required(manager.config, request.method, request.script_root + request.path):
+    guard = manager.guard
+    exempt = bool(getattr(app.view_functions.get(request.endpoint or ""), _EXEMPT_ATTR, False))
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    facts = facts_from_headers(request.method, request.script_root + request.path, request.scheme, headers,
+                               exempt=exempt)  # fmt: skip
+    now = manager.clock()
+    refusal = guard.screen(facts, via_header=raw.via_header, now=now)
+    if refusal is None and enforce_csrf and guard.csrf_needed(facts):
+        presented = facts.csrf_header
+        if presented is None and guard.form_may_carry_token(facts):
+            presented = request.form.get(csrf.FORM_FIELD)
+        refusal = guard.check_csrf(raw, presented, now)
+    if refusal is None:
         return None
-    if getattr(app.view_functions.get(request.endpoint or ""), _EXEMPT_ATTR, False):
-        return None
-    presented = request.headers.get("X-CSRF-Token")
-    if presented is None and request.mimetype in (FORM_TYPE, "multipart/form-data"):
-        presented = request.form.get(csrf.FORM_FIELD)
-    reason = csrf_failure(raw, presented)
-    if reason is None:
-        return None
-    manager.emit(csrf_event(raw, reason, manager.clock()))
-    return _error_response(403, csrf_message(reason))
+    refuse(refusal, facts, manager)
+    return _error_response(refusal)
 
 
 def _template_csrf_token() -> str:
@@ -383,24 +393,24 @@ def _template_csrf_token() -> str:
 
 
 def _session_error(exc: Exception) -> Response:
-    status, message = session_error_status(exc) or (500, "internal error")
+    refusal = refusal_for_error(exc) or Refusal(500, "internal error", "internal")
     log.warning("session error in a view: %s: %s", type(exc).__name__, exc)
-    return _error_response(status, message)
+    return _error_response(refusal)
 
 
-def _error_response(status: int, message: str) -> Response:
-    body = error_body(message)
-    response: Response = current_app.response_class(body, status=status, headers=error_headers(status, body))
+def _error_response(refusal: Refusal) -> Response:
+    body = refusal.body()
+    response: Response = current_app.response_class(body, status=refusal.status, headers=refusal.headers(body))
     return response
 
 
-def _become_error(response: Response, status: int, message: str) -> None:
-    body = error_body(message)
+def _become_error(response: Response, refusal: Refusal) -> None:
+    body = refusal.body()
     close = getattr(response.response, "close", None)
     if close is not None:
         close()  # e.g. an open file from send_file
     response.headers.clear()
-    response.status_code = status
-    for name, value in error_headers(status, body):
+    response.status_code = refusal.status
+    for name, value in refusal.headers(body):
         response.headers[name] = value
     response.set_data(body)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from .core import lifecycle
 from .core.config import SessionConfig
 from .core.events import SessionEvent
+from .core.guard import RequestGuard
 from .core.lifecycle import Plan, SaveResult, SessionInfo
 from .core.session import Session
 from .core.transport import IncomingToken, read_token
@@ -107,6 +108,9 @@ class _ManagerBase:
         self.config = config or SessionConfig()
         self.clock = clock
         self.listeners: list[Listener] = []
+        #: The request boundary's decisions (:mod:`serversession.core.guard`), shared by
+        #: every integration built on this manager, and its guessing counters with them.
+        self.guard = RequestGuard(self.config)
         # Gates live while a modify holds or awaits them (weak values), and while
         # among the most recently used: a request that loaded before the last
         # modify finished then still starts from the value it committed.
@@ -185,15 +189,18 @@ class SessionManager(_ManagerBase):
     def load(self, token: IncomingToken, *, user_agent: str = "", ip: str = "") -> Session:
         """Return the request's session (a fresh unstored one if it has none)."""
         seq = next(self._seq)
-        session = run_sync(
-            lifecycle.load(self.config, token, self.clock(), user_agent, ip), self.store, self._emit_sync
-        )
+        now = self.clock()
+        session = run_sync(lifecycle.load(self.config, token, now, user_agent, ip), self.store, self._emit_sync)
         session.manager, session.load_seq = self, seq
+        self.guard.saw_valid(session, now)
         return session
 
     def save(self, session: Session, *, ip: str | None = None) -> SaveResult:
         """Write what the request changed; return the cookies/headers to send."""
-        return run_sync(lifecycle.save(session, self.clock(), ip), self.store, self._emit_sync)
+        now = self.clock()
+        result = run_sync(lifecycle.save(session, now, ip), self.store, self._emit_sync)
+        self.guard.saw_valid(session, now)
+        return result
 
     def modify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
         """Atomic read-modify-write of one key (see :meth:`Session.modify`).
@@ -245,15 +252,18 @@ class AsyncSessionManager(_ManagerBase):
     async def aload(self, token: IncomingToken, *, user_agent: str = "", ip: str = "") -> Session:
         """See :meth:`SessionManager.load`."""
         seq = next(self._seq)
-        session = await run_async(
-            lifecycle.load(self.config, token, self.clock(), user_agent, ip), self.store, self._emit_async
-        )
+        now = self.clock()
+        session = await run_async(lifecycle.load(self.config, token, now, user_agent, ip), self.store, self._emit_async)
         session.manager, session.load_seq = self, seq
+        self.guard.saw_valid(session, now)
         return session
 
     async def asave(self, session: Session, *, ip: str | None = None) -> SaveResult:
         """See :meth:`SessionManager.save`."""
-        return await run_async(lifecycle.save(session, self.clock(), ip), self.store, self._emit_async)
+        now = self.clock()
+        result = await run_async(lifecycle.save(session, now, ip), self.store, self._emit_async)
+        self.guard.saw_valid(session, now)
+        return result
 
     def modify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
         """Not available on an async manager: use ``await session.amodify()``."""

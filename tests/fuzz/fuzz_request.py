@@ -27,7 +27,7 @@ with atheris.instrument_imports(include=["serversession", "fuzzkit"]):
     from serversession.core.config import SessionConfig
     from serversession.core.ids import is_well_formed, new_session_id
     from serversession.core.transport import parse_cookie_header, read_token, session_id_from_token
-    from serversession.integrations._common import token_from_form
+    from serversession.integrations.kit import token_from_form
 
 UNSIGNED = SessionConfig(cookie_secure=False)
 SIGNED = SessionConfig(cookie_secure=False, secret_keys=["fuzz-signing-key-0123456789abcdef", "older-key-0123456789"])

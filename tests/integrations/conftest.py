@@ -46,3 +46,13 @@ def outage_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
 def _close_browsers() -> Iterator[None]:
     yield
     close_browsers()
+
+
+@pytest.fixture(params=KINDS)
+def guessing_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveApp]:
+    """Each integration's behaviour app with a guessing limit of 5 unknown IDs a minute."""
+    env = {"SS_STORE": f"sqlite:///{tmp_path / 's.sqlite3'}", "SS_IDLE": "60", "SS_DB": str(tmp_path / "d.sqlite3"),
+           "SS_GUESS_LIMIT": "5"}  # fmt: skip
+    server = "uvicorn" if request.param == "asgi" else "waitress"
+    with serve(f"behaviour_{request.param}:app", tmp_path, server=server, env=env) as url:
+        yield LiveApp(request.param, url)

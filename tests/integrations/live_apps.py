@@ -105,8 +105,8 @@ class Browser:
     def close(self) -> None:
         self.http.close()
 
-    def get(self, path: str) -> httpx.Response:
-        return self.http.get(path)
+    def get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        return self.http.get(path, headers=headers)
 
     def value(self, key: str) -> Any:
         response = self.get(f"/get/{key}")
@@ -119,15 +119,20 @@ class Browser:
         self.csrf = str(response.json()["csrf"])
         return self.csrf
 
-    def post(self, path: str, value: Any = _NO_VALUE, *, csrf: str | bool = True) -> httpx.Response:
-        """POST (JSON ``value`` if given) with the CSRF token; ``csrf=False`` sends none."""
-        headers = {}
+    def post(self, path: str, value: Any = _NO_VALUE, *, csrf: str | bool = True,
+             headers: dict[str, str] | None = None) -> httpx.Response:  # fmt: skip
+        """POST (JSON ``value`` if given) with the CSRF token; ``csrf=False`` sends none.
+
+        ``headers`` are added (and win over the JSON ``Content-Type``).
+        """
+        extra, headers = headers or {}, {}
         if csrf is True:
             headers[self.app.csrf_header] = self.csrf or self.fetch_csrf()
         elif csrf:
             headers[self.app.csrf_header] = str(csrf)
         content = None if value is _NO_VALUE else json.dumps(value).encode()
-        response = self.http.post(path, content=content, headers={**headers, "Content-Type": "application/json"})
+        sent = {**headers, "Content-Type": "application/json", **extra}
+        response = self.http.post(path, content=content, headers=sent)
         if response.status_code == 200:
             self.csrf = response.json().get("csrf")
         return response

@@ -16,6 +16,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from live_apps import LiveApp, serve, session_cookie
 
@@ -157,8 +158,8 @@ def test_unsafe_requests_need_the_csrf_token(live_app: LiveApp) -> None:
     wrong = browser.post("/set/a", 3, csrf="not-the-token")
     assert (missing.status_code, wrong.status_code) == (403, 403)
     if live_app.kind != "django":  # Django's CsrfViewMiddleware answers with its own page
-        assert missing.json() == {"error": "CSRF token missing"}
-        assert wrong.json() == {"error": "CSRF token invalid"}
+        assert missing.json()["error"].startswith("CSRF token missing: send it in the X-CSRF-Token header")
+        assert wrong.json()["error"].startswith("CSRF token invalid:")
     assert browser.value("a") == 1
 
 
@@ -202,3 +203,94 @@ def test_django_records_the_device_under_asgi_and_wsgi(server: str, tmp_path: Pa
         browser.http.headers["User-Agent"] = "DeviceCheck/1.0"
         assert browser.post("/set/a", 1).status_code == 200
         assert browser.get("/meta").json() == {"user_agent": "DeviceCheck/1.0", "ip": "127.0.0.1"}
+
+
+# -- the request boundary (serversession.core.guard), once over all four ---------------------
+
+
+def test_cross_site_unsafe_requests_are_refused_even_with_a_valid_token(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    browser.post("/set/a", 1)
+    evil = browser.post("/set/a", 2, headers={"Origin": "https://evil.example"})
+    fetch = browser.post("/set/a", 3, headers={"Sec-Fetch-Site": "cross-site"})
+    null = browser.post("/set/a", 4, headers={"Origin": "null"})
+    for response in (evil, fetch, null):
+        assert response.status_code == 403, response.text
+        assert response.json()["error"].startswith("cross-site request refused")
+        assert "trusted_origins" in response.json()["error"]
+        assert response.headers["cache-control"] == "no-store"
+    assert browser.value("a") == 1
+    own = browser.post("/set/a", 5, headers={"Origin": live_app.url, "Sec-Fetch-Site": "same-origin"})
+    assert own.status_code == 200, own.text
+    assert browser.value("a") == 5  # and no Origin at all (API clients) relies on the token, as above
+
+
+def test_a_request_with_the_session_in_the_authorization_header_is_not_cross_site(live_app: LiveApp) -> None:
+    if live_app.kind == "django":
+        return  # Django reads the session cookie only
+    browser = live_app.browser()
+    browser.post("/set/a", 1)
+    session_id, token = browser.session_id, browser.csrf
+    api = httpx.Client(base_url=live_app.url, timeout=15)
+    try:
+        response = api.post("/set/a", content=b"2", headers={
+            "Authorization": f"Session {session_id}", "X-CSRF-Token": token or "", "Origin": "https://elsewhere.example",
+            "Content-Type": "application/json"})  # fmt: skip
+    finally:
+        api.close()
+    assert response.status_code == 200, response.text  # no ambient credential: nothing to forge
+    assert browser.value("a") == 2
+
+
+def test_a_session_cookie_sent_twice_is_served_as_no_session_and_cleared(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    browser.post("/set/a", "mine")
+    session_id = browser.session_id
+    assert session_id is not None
+    other = live_app.browser()
+    other.post("/set/a", "theirs")
+    name = live_app.cookie_name
+    for header in (f"{name}={session_id}; {name}={other.session_id}", f"{name}={session_id}; {name}={session_id}"):
+        with httpx.Client(base_url=live_app.url, timeout=15) as raw:
+            response = raw.get("/get/a", headers={"Cookie": header})
+        assert response.status_code == 200 and response.json() == {"value": None}
+        cleared = session_cookie(response, name)
+        assert cleared is not None and "max-age=0" in cleared.lower()
+    assert browser.value("a") == "mine"  # neither session was harmed
+
+
+def test_logout_answers_clear_site_data(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    browser.post("/login/" + uuid.uuid4().hex)
+    response = browser.post("/logout")
+    assert response.status_code == 200
+    assert response.headers.get("clear-site-data") == '"cache"'
+    assert "clear-site-data" not in browser.post("/set/a", 1).headers
+
+
+def test_json_only_paths_refuse_other_bodies_with_415(live_app: LiveApp) -> None:
+    browser = live_app.browser()
+    browser.post("/set/a", 1)
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        response = browser.post("/set/a", 2, headers={"Content-Type": content_type})
+        assert response.status_code == 415, (content_type, response.text)
+        assert response.json()["error"].startswith("this endpoint accepts JSON only: send Content-Type")
+    assert browser.post("/set/a", 3, headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 200
+    assert browser.value("a") == 3
+
+
+def test_an_address_guessing_session_ids_is_throttled_without_harming_valid_sessions(guessing_app: LiveApp) -> None:
+    app = guessing_app
+    valid = app.browser()
+    valid.post("/set/a", "kept")
+    answers = []
+    for _ in range(8):  # the limit is 5 unknown IDs a minute
+        answers.append(app.browser(secrets.token_urlsafe(32)).get("/get/a"))
+    codes = [r.status_code for r in answers]
+    assert codes[:4] == [200] * 4 and codes[-1] == 429, codes
+    refused = answers[-1]
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"].startswith("too many requests with unknown or expired session IDs")
+    assert refused.headers["cache-control"] == "no-store"
+    assert valid.value("a") == "kept"  # a valid session from the same address goes on
+    assert app.browser().get("/get/a").status_code == 200  # so does a visitor without a session

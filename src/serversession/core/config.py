@@ -17,6 +17,32 @@ from ..exceptions import ConfigurationError
 from .signing import Signer
 
 SameSite = Literal["lax", "strict", "none"]
+#: What ``Clear-Site-Data`` may ask a browser to clear (the W3C draft's directives).
+CLEAR_SITE_DATA_DIRECTIVES = frozenset(
+    {"cache", "cookies", "storage", "executionContexts", "clientHints", "prefetchCache", "prerenderCache", "*"}
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normal_origin(origin: str | None) -> str | None:
+    """``scheme://host[:port]`` lower-cased with a default port dropped, or None if
+    ``origin`` is not a serialized origin (``null``, a path, no host)."""
+    if not origin or "://" not in origin:
+        return None
+    scheme, _, rest = origin.strip().partition("://")
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not rest or any(c in rest for c in "/?#@ "):
+        return None
+    host, colon, port = rest.lower().rpartition(":") if not rest.endswith("]") else (rest.lower(), "", "")
+    if not colon:
+        host, port = rest.lower(), ""
+    if port and (not port.isdigit() or len(port) > 5):
+        return None
+    if port and int(port) == _DEFAULT_PORTS[scheme]:
+        port = ""
+    if not host:
+        return None
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +80,31 @@ class SessionConfig:
     * ``modify_attempts`` (64): compare-and-set attempts before
       :class:`~serversession.exceptions.ConcurrentUpdateError`.
     * ``max_user_agent`` (256): characters of User-Agent kept in metadata.
+
+    The request boundary (:mod:`serversession.core.guard`; each answers a
+    requirement listed in ``docs/security.md``):
+
+    * ``refuse_cross_site`` (True): an unsafe request whose ``Sec-Fetch-Site``
+      is ``cross-site``, or whose ``Origin`` is not the request's own origin nor
+      in ``trusted_origins``, is refused with 403 even with a valid CSRF token.
+      ``Authorization: Session`` requests are exempt (no ambient credential).
+    * ``trusted_origins`` (()): other origins (``https://app.example.com``)
+      allowed to send unsafe requests.
+    * ``refuse_ambiguous_cookies`` (True): a request carrying the session cookie
+      more than once is served with no session (nothing loaded) and the cookie
+      is cleared; never "first one wins".
+    * ``guess_limit`` (100) and ``guess_window`` (60 s): past ``guess_limit``
+      requests presenting unknown, expired or forged session IDs from one
+      address (an IPv6 /64) within ``guess_window`` seconds, that address's
+      requests presenting a session ID it has not shown valid are answered 429
+      with no store round trip, for up to ``guess_window`` seconds.
+      ``guess_limit=0`` turns it off. Counted per process.
+    * ``clear_site_data`` (``("cache",)``): the ``Clear-Site-Data`` directives a
+      logout (``destroy()``) answers with; ``()`` sends none. ``"cookies"``
+      clears every cookie of the whole site (all subdomains), not just ours.
+    * ``json_only_paths`` (()): path prefixes whose unsafe requests must carry
+      ``Content-Type: application/json`` (415 otherwise), which no cross-site
+      form or "simple request" can send without a CORS preflight.
     """
 
     idle_timeout: float = 1800.0
@@ -74,6 +125,13 @@ class SessionConfig:
     rotation_grace: float = 30.0
     modify_attempts: int = 64
     max_user_agent: int = 256
+    refuse_cross_site: bool = True
+    trusted_origins: Sequence[str] = ()
+    refuse_ambiguous_cookies: bool = True
+    guess_limit: int = 100
+    guess_window: float = 60.0
+    clear_site_data: Sequence[str] = ("cache",)
+    json_only_paths: Sequence[str] = ()
     signer: Signer | None = field(init=False, repr=False, compare=False)
     proxy_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         init=False, repr=False, compare=False
@@ -104,6 +162,25 @@ class SessionConfig:
         except ValueError as exc:
             raise ConfigurationError(f"bad trusted_proxies entry: {exc}") from exc
         object.__setattr__(self, "proxy_networks", nets)
+        if self.guess_limit < 0 or not self.guess_window > 0:
+            raise ConfigurationError("guess_limit must be >= 0 (0: off) and guess_window positive seconds")
+        if isinstance(self.trusted_origins, str) or isinstance(self.clear_site_data, str):
+            raise ConfigurationError("trusted_origins and clear_site_data are lists of strings, not one string")
+        origins = tuple(normal_origin(o) for o in self.trusted_origins)
+        if None in origins:
+            raise ConfigurationError(
+                f"trusted_origins entries are scheme://host[:port] with no path, got {list(self.trusted_origins)!r}"
+            )
+        object.__setattr__(self, "trusted_origins", origins)
+        unknown = set(self.clear_site_data) - CLEAR_SITE_DATA_DIRECTIVES
+        if unknown:
+            raise ConfigurationError(
+                f"unknown clear_site_data directive(s) {sorted(unknown)}; known: {sorted(CLEAR_SITE_DATA_DIRECTIVES)}"
+            )
+        for name in ("csrf_exempt_paths", "json_only_paths"):
+            paths = getattr(self, name)
+            if isinstance(paths, str) or not all(isinstance(p, str) and p.startswith("/") for p in paths):
+                raise ConfigurationError(f"{name} is a list of paths starting with '/', got {paths!r}")
 
     @property
     def host_prefix_allowed(self) -> bool:

@@ -25,6 +25,11 @@ class EventKind(str, enum.Enum):
     #: Strict mode refused an ID the store does not know (forged, ended or expired).
     UNKNOWN_ID = "unknown_id"
     CSRF_FAILED = "csrf_failed"
+    #: The request boundary refused what a request carried (an ambiguous cookie, a
+    #: cross-site or non-JSON unsafe request); ``reason`` says what.
+    REFUSED = "refused"
+    #: An address presented too many unknown session IDs and is throttled (429).
+    GUESSING = "guessing"
 
 
 @dataclass(frozen=True, slots=True)

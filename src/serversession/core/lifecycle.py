@@ -127,7 +127,7 @@ def new_session(
         data={},
         meta=meta,
         via_header=token.via_header,
-        presented=token.value is not None,
+        presented=token.value is not None or token.ambiguous,  # a cookie to clear
         expired=expired,
         pre_csrf_secret=token.csrf_secret,
     )
@@ -137,6 +137,8 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
     """Plan: find the request's session, or start a fresh one (strict mode)."""
     session_id = session_id_from_token(config, token.value)
     if session_id is None:
+        if token.ambiguous:
+            yield _event(EventKind.REFUSED, now, reason="the session cookie was sent more than once")
         return new_session(config, token, now, user_agent, ip)
     key = storage_key(session_id)
     stored: StoredSession | None = yield ("load", (key,))

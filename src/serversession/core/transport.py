@@ -23,18 +23,25 @@ AUTH_SCHEME = "session"
 RESPONSE_HEADER = "Session-Id"
 
 
+#: Stands for a cookie sent more than once in :func:`parse_cookie_header`'s answer.
+AMBIGUOUS = "\x00ambiguous"
+
+
 def parse_cookie_header(header: str, wanted: tuple[str, ...]) -> dict[str, str]:
     """Return the values of the ``wanted`` cookie names found in a Cookie header.
 
-    Only the first occurrence of a name counts; malformed pairs are skipped.
+    A name sent more than once maps to :data:`AMBIGUOUS`:
+    a sibling subdomain or a stale path can add a cookie of the same name (cookie
+    tossing), and the header does not say which one is ours, so neither is
+    believed. Malformed pairs are skipped.
     """
     found: dict[str, str] = {}
     if not header or len(header) > MAX_COOKIE_HEADER:
         return found
     for part in header.split(";"):
         name, eq, value = part.strip().partition("=")
-        if eq and name in wanted and name not in found:
-            found[name] = value.strip().strip('"')
+        if eq and name in wanted:
+            found[name] = AMBIGUOUS if name in found else value.strip().strip('"')
     return found
 
 
@@ -45,6 +52,8 @@ class IncomingToken:
     value: str | None
     via_header: bool
     csrf_secret: str | None = None
+    #: The session cookie came more than once: served as no session, and cleared.
+    ambiguous: bool = False
 
 
 def read_token(config: SessionConfig, cookie_header: str | None, authorization: str | None) -> IncomingToken:
@@ -56,8 +65,22 @@ def read_token(config: SessionConfig, cookie_header: str | None, authorization: 
     name = config.cookie_name or ""
     csrf_name = config.csrf_cookie_name
     cookies = parse_cookie_header(cookie_header or "", (name, csrf_name))
-    csrf_secret = csrf.well_formed_secret(cookies.get(csrf_name))
-    return IncomingToken(cookies.get(name), via_header=False, csrf_secret=csrf_secret)
+    csrf_secret = csrf.well_formed_secret(cookies.get(csrf_name))  # AMBIGUOUS is never well formed
+    cookie = cookies.get(name)
+    if cookie is AMBIGUOUS and config.refuse_ambiguous_cookies:
+        return IncomingToken(None, via_header=False, csrf_secret=csrf_secret, ambiguous=True)
+    if cookie is AMBIGUOUS:  # the check is off: the first one wins, as browsers order them
+        cookie = parse_first(cookie_header or "", name)
+    return IncomingToken(cookie, via_header=False, csrf_secret=csrf_secret)
+
+
+def parse_first(header: str, name: str) -> str | None:
+    """The first value of cookie ``name`` in a Cookie header (the most specific path first)."""
+    for part in header.split(";"):
+        key, eq, value = part.strip().partition("=")
+        if eq and key == name:
+            return value.strip().strip('"')
+    return None
 
 
 def session_id_from_token(config: SessionConfig, token: str | None) -> str | None:

@@ -22,25 +22,21 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..core.config import SessionConfig
-from ..core.lifecycle import SaveResult
+from ..core.guard import STORE_UNAVAILABLE, Refusal, refusal_for_error
 from ..core.session import Session
 from ..core.transport import client_ip
 from ..exceptions import ConcurrentUpdateError, SessionEndedError, StoreError
 from ..manager import AsyncSessionManager
 from ..stores.url import open_store
-from ._common import (
-    FORM_TYPE,
+from .kit import (
+    FACT_HEADERS,
     MAX_FORM_BODY,
-    STORE_DOWN_MESSAGE,
-    csrf_event,
-    csrf_failure,
-    csrf_message,
-    csrf_required,
-    error_body,
+    arefuse,
+    body_too_large,
+    facts_from_headers,
+    log_refusal,
     response_headers,
-    session_error_status,
     token_from_form,
-    vary_for,
 )
 
 Scope = MutableMapping[str, Any]
@@ -76,10 +72,10 @@ def exception_handlers() -> dict[type[Exception], Callable[[Any, Exception], Awa
     from starlette.responses import JSONResponse  # the asgi extra; plain ASGI apps never call this
 
     async def answer(request: Any, exc: Exception) -> Any:
-        status, message = session_error_status(exc) or (500, "internal error")
+        refusal = refusal_for_error(exc) or Refusal(500, "internal error", "internal")
         log.warning("session error in a view: %s: %s", type(exc).__name__, exc)
-        headers = {"Retry-After": "1", "Cache-Control": "no-store"} if status == 503 else {"Cache-Control": "no-store"}
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
+        headers = {k: v for k, v in refusal.headers() if k not in ("Content-Type", "Content-Length")}
+        return JSONResponse({"error": refusal.message}, status_code=refusal.status, headers=headers)
 
     return {StoreError: answer, ConcurrentUpdateError: answer, SessionEndedError: answer}
 
@@ -108,47 +104,60 @@ class SessionMiddleware:
         self.config = manager.config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        config = self.config
+        manager = self.manager
+        guard = manager.guard
         client = scope.get("client")
-        ip = client_ip(config, client[0] if client else None, headers.get("x-forwarded-for"))
-        token = self.manager.read_token(headers.get("cookie"), headers.get("authorization"))
+        ip = client_ip(self.config, client[0] if client else None, headers.get("x-forwarded-for"))
+        token = manager.read_token(headers.get("cookie"), headers.get("authorization"))
+        now = manager.clock()
+        # A WebSocket handshake is screened like an unsafe request: cross-site WebSocket
+        # hijacking rides on the cookie just as a forged form does.
+        method = scope["method"] if kind == "http" else "WEBSOCKET"
+        facts = facts_from_headers(method, scope["path"], scope.get("scheme", "http"), headers)
+        refusal = guard.throttle(token, ip, now) or guard.screen(facts, via_header=token.via_header, now=now)
+        if refusal is not None:
+            await arefuse(refusal, facts, manager)
+            await _answer(send, refusal, kind)
+            return
         try:
-            session = await self.manager.aload(token, user_agent=headers.get("user-agent", ""), ip=ip)
+            session = await manager.aload(token, user_agent=headers.get("user-agent", ""), ip=ip)
         except StoreError as exc:
             log.warning("session store failed on load: %s", exc)
-            if scope["type"] == "http":
-                await _send_error(send, 503, STORE_DOWN_MESSAGE)
-            else:
-                await send({"type": "websocket.close", "code": 1011})
+            await _answer(send, STORE_UNAVAILABLE, kind)
             return
+        event = guard.observe(token, session, ip, now)
+        if event is not None:
+            await manager.aemit(event)
         scope["session"] = session
-        if scope["type"] == "websocket":
+        if kind == "websocket":
             await self.app(scope, receive, send)
             return
 
-        if csrf_required(config, scope["method"], scope["path"]):
-            presented = headers.get("x-csrf-token")
-            if presented is None and headers.get("content-type", "").startswith(FORM_TYPE):
+        if guard.csrf_needed(facts):
+            presented = facts.csrf_header
+            if presented is None and guard.form_may_carry_token(facts):
                 body = await _read_body(receive)
                 if body is None:
-                    await _send_error(send, 413, "request body too large")
+                    refusal = body_too_large(MAX_FORM_BODY)
+                    log_refusal(refusal, facts)
+                    await _answer(send, refusal, kind)
                     return
                 presented = token_from_form(body)
                 receive = _replay(body, receive)
-            reason = csrf_failure(session, presented)
-            if reason is not None:
-                await self.manager.aemit(csrf_event(session, reason, self.manager.clock()))
-                await _send_error(send, 403, csrf_message(reason))
+            refusal = guard.check_csrf(session, presented, now)
+            if refusal is not None:
+                await arefuse(refusal, facts, manager)
+                await _answer(send, refusal, kind)
                 return
 
         # One wrapper (not two nested ones: each costs a coroutine per message)
         # saves the session as the response starts and notes that it started.
         started = failed = False
-        manager = self.manager
 
         async def saving_send(message: Message) -> None:
             nonlocal started, failed
@@ -160,26 +169,25 @@ class SessionMiddleware:
                 except StoreError as exc:
                     log.warning("session store failed on save: %s", exc)
                     failed = True
-                    await _send_error(send, 503, STORE_DOWN_MESSAGE)
+                    await _answer(send, STORE_UNAVAILABLE, kind)
                     return
-                if result.set_cookies or result.header_token is not None or session.accessed:
-                    _add_headers(message, result, vary_for(session))
+                if result.set_cookies or result.header_token is not None or session.accessed or result.ended:
+                    _add_headers(message, response_headers(result, _names(message), session))
                 started = True  # only now: a save that raised can still be answered (409)
             await send(message)
 
         try:
             await self.app(scope, receive, saving_send)
         except Exception as exc:
-            answer = session_error_status(exc)
-            if answer is None or started:
+            refusal = refusal_for_error(exc)
+            if refusal is None or started:
                 raise
             log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
-            await _send_error(send, *answer)
+            await _answer(send, refusal, kind)
 
 
 _WANTED = {
-    name.encode(): name
-    for name in ("cookie", "authorization", "user-agent", "x-forwarded-for", "x-csrf-token", "content-type")
+    name.encode(): name for name in ("cookie", "authorization", "user-agent", "x-forwarded-for", *FACT_HEADERS)
 }
 
 
@@ -188,7 +196,8 @@ def _headers(scope: Scope) -> dict[str, str]:
 
     Names are matched as bytes, so the other headers (most of them) are never
     decoded; servers send them lower-case already, so ``lower()`` runs only on
-    a miss.
+    a miss. Repeated cookie fields are joined (HTTP/2 may split cookies), so a
+    session cookie sent twice is seen twice.
     """
     found: dict[str, str] = {}
     wanted = _WANTED
@@ -200,29 +209,32 @@ def _headers(scope: Scope) -> dict[str, str]:
                 continue
         value = raw_value.decode("latin-1")
         if name == "cookie" and name in found:
-            found[name] += "; " + value  # HTTP/2 may split cookies over several fields
+            found[name] += "; " + value
         elif name not in found:
             found[name] = value
     return found
 
 
-def _add_headers(message: Message, result: SaveResult, vary: str | None) -> None:
-    headers = list(message.get("headers", ()))
-    names = [name.decode("latin-1") for name, _ in headers]
-    added = response_headers(result, names)
-    if vary is not None:
-        added.append(("Vary", vary))  # a Vary field of its own: HTTP joins repeated ones
+def _names(message: Message) -> list[str]:
+    return [name.decode("latin-1") for name, _ in message.get("headers", ())]
+
+
+def _add_headers(message: Message, added: list[tuple[str, str]]) -> None:
     if added:
+        headers = list(message.get("headers", ()))
         headers.extend((name.lower().encode(), value.encode("latin-1")) for name, value in added)
         message["headers"] = headers
 
 
-async def _send_error(send: Send, status: int, message: str) -> None:
-    body = error_body(message)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 503:
-        headers.append((b"retry-after", b"1"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+async def _answer(send: Send, refusal: Refusal, kind: str = "http") -> None:
+    """Send ``refusal`` as the response (an HTTP error, or a refused WebSocket handshake)."""
+    if kind == "websocket":
+        # 1008 policy violation for a refusal, 1011 for a server-side failure (store down).
+        await send({"type": "websocket.close", "code": 1011 if refusal.status >= 500 else 1008})
+        return
+    body = refusal.body()
+    headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in refusal.headers(body)]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

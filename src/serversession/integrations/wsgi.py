@@ -29,27 +29,14 @@ from types import TracebackType
 from typing import Any
 
 from ..core.config import SessionConfig
+from ..core.guard import STORE_UNAVAILABLE, Refusal, RequestFacts, refusal_for_error
 from ..core.lifecycle import SaveResult
 from ..core.session import Session
 from ..core.transport import client_ip
 from ..exceptions import StoreError
 from ..manager import SessionManager
 from ..stores.url import DEFAULT_STORE_URL, open_store
-from ._common import (
-    FORM_TYPE,
-    MAX_FORM_BODY,
-    STORE_DOWN_MESSAGE,
-    csrf_event,
-    csrf_failure,
-    csrf_message,
-    csrf_required,
-    error_body,
-    error_headers,
-    response_headers,
-    session_error_status,
-    token_from_form,
-    vary_for,
-)
+from .kit import MAX_FORM_BODY, body_too_large, log_refusal, refuse, response_headers, token_from_form
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -100,40 +87,51 @@ class SessionMiddleware:
         self.config = manager.config
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        config = self.config
-        ip = client_ip(config, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
-        token = self.manager.read_token(environ.get("HTTP_COOKIE"), environ.get("HTTP_AUTHORIZATION"))
+        manager = self.manager
+        guard = manager.guard
+        ip = client_ip(self.config, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
+        token = manager.read_token(environ.get("HTTP_COOKIE"), environ.get("HTTP_AUTHORIZATION"))
+        now = manager.clock()
+        facts = facts_from_environ(environ)
+        refusal = guard.throttle(token, ip, now) or guard.screen(facts, via_header=token.via_header, now=now)
+        if refusal is not None:
+            refuse(refusal, facts, manager)
+            return _answer(start_response, refusal)
         try:
-            session = self.manager.load(token, user_agent=environ.get("HTTP_USER_AGENT", ""), ip=ip)
+            session = manager.load(token, user_agent=environ.get("HTTP_USER_AGENT", ""), ip=ip)
         except StoreError as exc:
             log.warning("session store failed on load: %s", exc)
-            return _error(start_response, 503, STORE_DOWN_MESSAGE)
+            return _answer(start_response, STORE_UNAVAILABLE)
+        event = guard.observe(token, session, ip, now)
+        if event is not None:
+            manager.emit(event)
         environ[ENVIRON_KEY] = session
 
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        if csrf_required(config, environ.get("REQUEST_METHOD", "GET"), path):
-            presented = environ.get("HTTP_X_CSRF_TOKEN")
-            if presented is None and environ.get("CONTENT_TYPE", "").startswith(FORM_TYPE):
+        if guard.csrf_needed(facts):
+            presented = facts.csrf_header
+            if presented is None and guard.form_may_carry_token(facts):
                 body = _read_body(environ)
                 if body is None:
-                    return _error(start_response, 413, "request body too large")
+                    refusal = body_too_large(MAX_FORM_BODY)
+                    log_refusal(refusal, facts)
+                    return _answer(start_response, refusal)
                 presented = token_from_form(body)
                 environ["wsgi.input"] = io.BytesIO(body)
                 environ["CONTENT_LENGTH"] = str(len(body))
-            reason = csrf_failure(session, presented)
-            if reason is not None:
-                self.manager.emit(csrf_event(session, reason, self.manager.clock()))
-                return _error(start_response, 403, csrf_message(reason))
+            refusal = guard.check_csrf(session, presented, now)
+            if refusal is not None:
+                refuse(refusal, facts, manager)
+                return _answer(start_response, refusal)
 
-        saver = _Saver(self.manager, session, ip, start_response)
+        saver = _Saver(manager, session, ip, start_response)
         try:
             result = self.app(environ, saver.start_response)
         except Exception as exc:
-            answer = session_error_status(exc)
-            if answer is None or saver.started or saver.failed:
+            refusal = refusal_for_error(exc)
+            if refusal is None or saver.started or saver.failed:
                 raise
             log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
-            return _error(start_response, *answer)
+            return _answer(start_response, refusal)
         if saver.failed:
             _close(result)
             return [saver.error]
@@ -141,6 +139,22 @@ class SessionMiddleware:
             return result
         # The app defers start_response to its first body chunk (a generator).
         return _deferred(result, saver)
+
+
+def facts_from_environ(environ: Environ) -> RequestFacts:
+    """The guard's :class:`RequestFacts` of a WSGI request (for WSGI-based frameworks too)."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    return RequestFacts(
+        method=environ.get("REQUEST_METHOD", "GET"),
+        path=environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+        scheme=environ.get("wsgi.url_scheme", "http"),
+        host=environ.get("HTTP_HOST"),
+        origin=environ.get("HTTP_ORIGIN"),
+        fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
+        content_type=environ.get("CONTENT_TYPE") or None,
+        has_body="HTTP_TRANSFER_ENCODING" in environ or length.strip() not in ("", "0"),
+        csrf_header=environ.get("HTTP_X_CSRF_TOKEN"),
+    )
 
 
 class _Saver:
@@ -166,15 +180,13 @@ class _Saver:
                 self.result = self.manager.save(self.session, ip=self.ip)
             except StoreError as exc:
                 log.warning("session store failed on save: %s", exc)
+                refusal = STORE_UNAVAILABLE
                 self.failed = True
-                self.error = error_body(STORE_DOWN_MESSAGE)
-                self.start(_status(503), error_headers(503, self.error), exc_info)
+                self.error = refusal.body()
+                self.start(_status(refusal.status), refusal.headers(self.error), exc_info)
                 return _discard
         self.started = True
-        added = response_headers(self.result, [n for n, _ in headers])
-        vary = vary_for(self.session)
-        if vary is not None:
-            added.append(("Vary", vary))  # a Vary field of its own: HTTP joins repeated ones
+        added = response_headers(self.result, [n for n, _ in headers], self.session)
         return self.start(status, [*headers, *added], exc_info)
 
 
@@ -186,11 +198,11 @@ def _deferred(result: Iterable[bytes], saver: _Saver) -> Iterator[bytes]:
                     break
                 yield chunk
         except Exception as exc:  # raised by a generator app before it started its response
-            answer = session_error_status(exc)
-            if answer is None or saver.started or saver.failed:
+            refusal = refusal_for_error(exc)
+            if refusal is None or saver.started or saver.failed:
                 raise
             log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
-            yield from _error(saver.start, *answer)
+            yield from _answer(saver.start, refusal)
             return
         if saver.failed:
             yield saver.error
@@ -212,9 +224,9 @@ def _status(code: int) -> str:
     return f"{code} {HTTPStatus(code).phrase}"
 
 
-def _error(start_response: StartResponse, status: int, message: str) -> list[bytes]:
-    body = error_body(message)
-    start_response(_status(status), error_headers(status, body))
+def _answer(start_response: StartResponse, refusal: Refusal) -> list[bytes]:
+    body = refusal.body()
+    start_response(_status(refusal.status), refusal.headers(body))
     return [body]
 
 

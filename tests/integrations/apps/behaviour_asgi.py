@@ -13,7 +13,12 @@ from starlette.routing import Route
 from serversession import SessionConfig
 from serversession.integrations.asgi import SessionMiddleware, get_session
 
-config = SessionConfig(cookie_secure=False, idle_timeout=float(os.environ.get("SS_IDLE", "2")))
+config = SessionConfig(
+    cookie_secure=False,
+    idle_timeout=float(os.environ.get("SS_IDLE", "2")),
+    json_only_paths=["/set"],
+    guess_limit=int(os.environ.get("SS_GUESS_LIMIT", "100")),
+)
 
 
 async def get_value(request: Request) -> JSONResponse:

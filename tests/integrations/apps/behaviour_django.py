@@ -32,6 +32,7 @@ settings.configure(
     USE_TZ=True,
     SESSION_ENGINE="serversession.django",
     SERVERSESSION_STORE=os.environ["SS_STORE"],
+    SERVERSESSION_CONFIG={"json_only_paths": ["/set"], "guess_limit": int(os.environ.get("SS_GUESS_LIMIT", "100"))},
     SESSION_COOKIE_AGE=int(float(os.environ.get("SS_IDLE", "2"))),
     SESSION_EXPIRE_AT_BROWSER_CLOSE=True,
 )

@@ -11,8 +11,14 @@ from flask import Flask, request, session
 import serversession.flask
 
 app = Flask(__name__)
-serversession.flask.init_app(app, store=os.environ["SS_STORE"], cookie_secure=False,
-                             idle_timeout=float(os.environ.get("SS_IDLE", "2")))  # fmt: skip
+serversession.flask.init_app(
+    app,
+    store=os.environ["SS_STORE"],
+    cookie_secure=False,
+    idle_timeout=float(os.environ.get("SS_IDLE", "2")),
+    json_only_paths=["/set"],
+    guess_limit=int(os.environ.get("SS_GUESS_LIMIT", "100")),
+)
 ours: Any = session  # the FlaskSession behind the proxy, with rotate() and friends
 
 

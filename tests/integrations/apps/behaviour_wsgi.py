@@ -12,7 +12,12 @@ from urllib.parse import parse_qs
 from serversession import SessionConfig
 from serversession.integrations.wsgi import SessionMiddleware, get_session
 
-config = SessionConfig(cookie_secure=False, idle_timeout=float(os.environ.get("SS_IDLE", "2")))
+config = SessionConfig(
+    cookie_secure=False,
+    idle_timeout=float(os.environ.get("SS_IDLE", "2")),
+    json_only_paths=["/set"],
+    guess_limit=int(os.environ.get("SS_GUESS_LIMIT", "100")),
+)
 
 
 def endpoints(environ: dict[str, Any]) -> tuple[int, dict[str, Any]]:
