@@ -38,15 +38,25 @@ def test_fastapi_example() -> None:
 
 
 def test_flask_example() -> None:
-    # The example's bare forms carry no CSRF token; the test turns the check off.
-    app = example("Flask", **{'store="memory://")': 'store="memory://", csrf=False)'})["app"]
+    """The seed's Flask app with the one added line works with CSRF on, through its own forms."""
+    app = example("Flask")["app"]
     client = app.test_client()
     https = {"base_url": "https://localhost"}  # the cookie is Secure
-    assert client.get("/", **https).text == "You are not logged in"
-    client.post("/login", data={"username": "alice"}, **https)
-    assert client.get("/", **https).text == "Logged in as alice"
-    client.post("/logout", **https)
-    assert client.get("/", **https).text == "You are not logged in"
+
+    def token(page: str) -> str:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert found, page
+        return found.group(1)
+
+    page = client.get("/", **https).text
+    assert page.startswith("You are not logged in")
+    bare = client.post("/login", data={"username": "alice"}, **https)
+    assert bare.status_code == 403 and "csrf_token form field" in bare.json["error"]
+    client.post("/login", data={"username": "alice", "csrf_token": token(page)}, **https)
+    page = client.get("/", **https).text
+    assert page.startswith("Logged in as alice")
+    client.post("/logout", data={"csrf_token": token(page)}, **https)
+    assert client.get("/", **https).text.startswith("You are not logged in")
 
 
 def test_wsgi_example() -> None:
