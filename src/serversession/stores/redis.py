@@ -1,4 +1,4 @@
-"""``redis://``, ``rediss://``, ``valkey://`` and ``redis+cluster://``: sessions in Redis.
+"""``redis://``, ``redis+cluster://`` and their TLS and Valkey spellings: sessions in Redis.
 
 Layout (``prefix`` defaults to ``"ss:"``):
 
@@ -56,6 +56,7 @@ from ..core.records import COMMITTED, Commit, CommitResult, Outcome, StoredSessi
 from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
 from . import _redis_scripts as scripts
 from ._redis_batch import LoadBatcher
+from .url import REDIS_SCHEMES
 
 T = TypeVar("T")
 #: One Redis call: ("script", (name, keys, args)), ("script_and_wait", (name, keys, args,
@@ -63,13 +64,6 @@ T = TypeVar("T")
 _Call = tuple[str, tuple[Any, ...]]
 _Plan = Generator[_Call, Any, T]
 
-# scheme -> (scheme redis-py understands, cluster?)
-_SCHEMES = {
-    "redis": ("redis", False), "rediss": ("rediss", False),
-    "valkey": ("redis", False), "valkeys": ("rediss", False),
-    "redis+cluster": ("redis", True), "rediss+cluster": ("rediss", True),
-    "valkey+cluster": ("redis", True), "valkeys+cluster": ("rediss", True),
-}  # fmt: skip
 _UNAVAILABLE = (
     redis.exceptions.ConnectionError,  # BusyLoadingError, MaxConnectionsError, auth failures
     redis.exceptions.TimeoutError,
@@ -92,9 +86,10 @@ _OWN_PARAMS = ("wait_replicas", "wait_timeout")
 def _parse_url(url: str) -> tuple[str, bool, dict[str, str]]:
     """(the URL for redis-py, cluster?, this store's own query parameters)."""
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in _SCHEMES:
-        raise ConfigurationError(f"not a Redis store URL: {url!r} (expected one of {', '.join(_SCHEMES)})")
-    driver_scheme, cluster = _SCHEMES[scheme.lower()]
+    if not sep or scheme.lower() not in REDIS_SCHEMES:
+        expected = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
+        raise ConfigurationError(f"not a Redis store URL: {url!r} (expected one of {expected})")
+    driver_scheme, cluster = REDIS_SCHEMES[scheme.lower()]
     own: dict[str, str] = {}
     base, qmark, query = rest.partition("?")
     if qmark:
@@ -115,9 +110,10 @@ def _glob_escape(text: str) -> str:
 class RedisStore:
     """Session store in Redis or Valkey, standalone or cluster, with both faces.
 
-    ``url``: ``redis://``, ``rediss://`` or ``valkey://`` for one server;
-    ``redis+cluster://`` or ``valkey+cluster://`` with any seed node for a
-    cluster. ``prefix`` (``"ss:"``) starts every key. ``socket_timeout`` and
+    ``url``: ``redis://`` or ``valkey://`` for one server; ``redis+cluster://``
+    or ``valkey+cluster://`` with any seed node for a cluster; ``rediss`` and
+    ``valkeys`` for TLS (see :data:`~serversession.stores.url.REDIS_SCHEMES`).
+    ``prefix`` (``"ss:"``) starts every key. ``socket_timeout`` and
     ``connect_timeout`` (2.0 s each) bound every call; past them, and whenever
     the server cannot answer, operations raise :class:`StoreUnavailableError`.
     ``wait_replicas`` and ``wait_timeout``: see the module docs (standalone only).

@@ -1,8 +1,10 @@
-"""Open a store from a URL: ``memory://``, ``sqlite:///path``, ``redis://``,
-``redis+cluster://``, ``postgresql://``.
+"""Open a store from a URL: ``memory://``, ``sqlite:///path``, the Redis family
+(``redis://``, ``redis+cluster://``, their TLS and Valkey spellings) and ``postgresql://``.
 
 Schemes map to small factories that import their driver only when used, so the
 core installs with no dependencies and each backend comes with its own extra.
+This module holds the one table of schemes: the Redis store reads
+:data:`REDIS_SCHEMES` from here rather than keeping a list of its own.
 """
 
 from __future__ import annotations
@@ -14,17 +16,24 @@ from urllib.parse import unquote, urlsplit
 
 from ..exceptions import ConfigurationError
 
-# scheme -> (module, class name, pip extra)
-_SCHEMES: dict[str, tuple[str, str, str]] = {
+#: The Redis family: store URL scheme -> (the scheme redis-py is given, cluster?).
+#: ``rediss`` is TLS; ``valkey`` spells ``redis``; ``+cluster`` takes any seed node.
+REDIS_SCHEMES: dict[str, tuple[str, bool]] = {
+    "redis": ("redis", False), "rediss": ("rediss", False),
+    "valkey": ("redis", False), "valkeys": ("rediss", False),
+    "redis+cluster": ("redis", True), "rediss+cluster": ("rediss", True),
+    "valkey+cluster": ("redis", True), "valkeys+cluster": ("rediss", True),
+}  # fmt: skip
+
+_REDIS = ("serversession.stores.redis", "RedisStore", "redis")
+_POSTGRES = ("serversession.stores.postgres", "PostgresStore", "postgres")
+#: Every scheme open_store() knows -> (module, class name, pip extra).
+SCHEMES: dict[str, tuple[str, str, str]] = {
     "memory": ("serversession.stores.memory", "MemoryStore", ""),
     "sqlite": ("serversession.stores.sqlite", "SQLiteStore", ""),
-    "redis": ("serversession.stores.redis", "RedisStore", "redis"),
-    "rediss": ("serversession.stores.redis", "RedisStore", "redis"),
-    "valkey": ("serversession.stores.redis", "RedisStore", "redis"),
-    "redis+cluster": ("serversession.stores.redis", "RedisStore", "redis"),
-    "valkey+cluster": ("serversession.stores.redis", "RedisStore", "redis"),
-    "postgresql": ("serversession.stores.postgres", "PostgresStore", "postgres"),
-    "postgres": ("serversession.stores.postgres", "PostgresStore", "postgres"),
+    **dict.fromkeys(REDIS_SCHEMES, _REDIS),
+    "postgresql": _POSTGRES,
+    "postgres": _POSTGRES,
 }
 
 DEFAULT_STORE_URL = "sqlite:///serversession.sqlite3"
@@ -64,10 +73,10 @@ def open_store(url: str, **options: Any) -> Any:
     a missing optional dependency (with the ``pip install`` line that fixes it).
     """
     scheme = urlsplit(url).scheme.lower()
-    if scheme not in _SCHEMES:
-        known = ", ".join(sorted(f"{s}://" for s in _SCHEMES))
+    if scheme not in SCHEMES:
+        known = ", ".join(f"{s}://" for s in SCHEMES)
         raise ConfigurationError(f"unknown store URL {url!r}; expected one of {known}")
-    module_name, class_name, extra = _SCHEMES[scheme]
+    module_name, class_name, extra = SCHEMES[scheme]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
