@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from servers import PostgresServer
 from serversession.core.codec import SessionMeta, encode_meta, encode_meta_fields
@@ -393,7 +394,8 @@ async def test_outage_is_bounded_and_recovers(anyio_backend: str, table: str) ->
 
 # -- configuration -----------------------------------------------------------------------------
 @pytest.mark.parametrize("options", [{"table": "bad-name"}, {"table": "x" * 57}, {"min_size": 5, "max_size": 2},
-                                     {"timeout": 0}])  # fmt: skip
+                                     {"timeout": 0}, {"timeout": float("inf")}, {"timeout": float("nan")},
+                                     {"timeout": "soon"}, {"max_size": "many"}])  # fmt: skip
 def test_bad_options_fail_at_construction(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         PostgresStore("postgresql://localhost/db", **options)
@@ -402,6 +404,40 @@ def test_bad_options_fail_at_construction(options: dict[str, Any]) -> None:
 def test_bad_url_fails_at_construction() -> None:
     with pytest.raises(ConfigurationError):
         PostgresStore("postgresql://localhost/db?nonsense=1")
+    with pytest.raises(ConfigurationError):
+        PostgresStore("host=localhost nonsense=1")  # a key=value string: libpq refuses it itself
+
+
+def test_an_unknown_url_option_is_named_with_the_ones_that_exist() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PostgresStore("postgresql://localhost/db?connect_timout=3&sslmode=require")
+    message = str(info.value)
+    assert "'connect_timout'" in message and "sslmode" not in message.split(";")[0]
+    assert "connect_timeout" in message.split(";")[1] and "timeout" in message  # libpq's and the store's own
+    with pytest.raises(ConfigurationError) as info:
+        PostgresStore("postgres://localhost/db?a=1&b=2")
+    assert "options 'a', 'b'" in str(info.value)
+
+
+@pytest.mark.parametrize("query", ["timeout=soon", "timeout=", "timeout", "timeout=-1", "timeout=inf", "timeout=nan",
+                                   "max_size=2.5", "min_size=x", "connect_timeout=abc", "keepalives_idle=1.5",
+                                   "tcp_user_timeout=", "min_size=5&max_size=2"])  # fmt: skip
+def test_a_malformed_url_option_value_is_refused(query: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PostgresStore(f"postgresql://localhost/db?{query}")
+    assert query.split("=")[0] in str(info.value) or "min_size" in str(info.value)
+
+
+def test_the_store_reads_its_own_options_from_the_url() -> None:
+    store = PostgresStore("postgresql://localhost/db?timeout=0.5&max_size=3&min_size=0"
+                          "&options=-c%20search_path%3Dsessions&application_name=a+b")  # fmt: skip
+    assert store._timeout == 0.5 and (store._pool_options["min_size"], store._pool_options["max_size"]) == (0, 3)
+    params = conninfo_to_dict(store._conninfo)
+    assert "timeout" not in params and "max_size" not in params  # not passed on to libpq
+    assert params["options"] == "-c statement_timeout=500 -c search_path=sessions"
+    assert params["application_name"] == "a+b"  # the rest of the query reaches libpq as written
+    assert PostgresStore("postgresql://localhost/db?timeout=0.5", timeout=3)._timeout == 3.0  # an argument wins
+    assert PostgresStore("postgresql://localhost/db")._timeout == 5.0
 
 
 def test_opened_by_url(postgres_server: PostgresServer) -> None:

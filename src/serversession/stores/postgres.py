@@ -28,6 +28,7 @@ uses ``AsyncConnectionPool``: no threads). Every operation is written once as a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import re
@@ -37,9 +38,10 @@ import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import nullcontext
 from typing import Any, NamedTuple, TypeVar
+from urllib.parse import unquote
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -57,6 +59,7 @@ from ..core.records import (
 )
 from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
 from ._postgres_sql import LOCK_CLASS, compile_migrations, compile_queries
+from .url import refuse_unknown_options
 
 T = TypeVar("T")
 
@@ -79,6 +82,54 @@ _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,55}")  # room for the "_schema" su
 _COMPANIONS = ("_schema", "_expires", "_user")
 _SCAN_BATCH = 500
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: Options of the URL's query the store reads itself; every other name must be a libpq parameter.
+_OWN_OPTIONS = ("timeout", "min_size", "max_size")
+#: libpq parameters behind the store's bounds: malformed, each would fail every connection attempt.
+_LIBPQ_INTEGERS = ("connect_timeout", "tcp_user_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                   "keepalives_count")  # fmt: skip
+_INTEGER = re.compile(r"\s*-?[0-9]+\s*")  # what libpq's parse_int_param takes
+
+
+@functools.cache
+def _libpq_parameters() -> frozenset[str]:
+    """The connection parameters the libpq in use knows (``PQconndefaults``)."""
+    return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without the store's own query options, and those options (decoded).
+
+    The rest of the query stays as written (libpq decodes it itself and reads ``+``
+    literally), but each name must be a libpq parameter; one that is not is refused
+    with the names that exist. A ``key=value`` string is left to libpq, which
+    refuses unknown names itself (naming only the unknown one).
+    """
+    base, qmark, query = url.partition("?")
+    if not qmark or not base.startswith(("postgresql://", "postgres://")):
+        return url, {}
+    own: dict[str, str] = {}
+    kept, names = [], []
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        name = unquote(name)
+        if name in _OWN_OPTIONS:
+            own[name] = unquote(value)
+            continue
+        kept.append(part)
+        if name:  # an empty part: libpq's own message names it
+            names.append(name)
+    refuse_unknown_options("PostgreSQL", names, {*_libpq_parameters(), *_OWN_OPTIONS})
+    return base + ("?" + "&".join(kept) if kept else ""), own
+
+
+def _number(name: str, given: Any, own: Mapping[str, str], default: Any, kind: type[Any]) -> Any:
+    """Option ``name`` as ``kind``: the argument, else the URL's value, else ``default``."""
+    value = given if given is not None else own.get(name, default)
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        what = "a number of seconds" if kind is float else "an integer"
+        raise ConfigurationError(f"PostgreSQL store option {name} must be {what}, got {value!r}") from None
 
 
 def _fields(key: str, data: Any, meta: Any) -> tuple[dict[str, str], dict[str, str]]:
@@ -96,7 +147,9 @@ def _session(key: str, data: Any, meta: Any) -> StoredSession:
 class PostgresStore:
     """Session store in PostgreSQL, with both faces.
 
-    ``url``: a libpq URL (``postgresql://user:pass@host:5432/db?sslmode=require``).
+    ``url``: a libpq URL (``postgresql://user:pass@host:5432/db?sslmode=require``);
+    its query takes libpq's parameters and the store's ``timeout``, ``min_size``
+    and ``max_size`` (``?timeout=0.5``; an argument wins over the URL).
     ``min_size`` (1) and ``max_size`` (10) bound each pool's connections.
     ``timeout`` (5.0 s) bounds the wait for a pooled connection, a connection
     attempt (libpq's ``connect_timeout``, at least 2 s), each statement
@@ -107,7 +160,8 @@ class PostgresStore:
     names the table, ``{table}_schema`` its version table. ``clock``
     (``time.time``) gives "now" in Unix seconds. ``connection_options`` go to
     ``psycopg.connect`` (say ``prepare_threshold=None`` behind PgBouncer).
-    Raises :class:`ConfigurationError` for a bad URL, table name or size.
+    Raises :class:`ConfigurationError` for a bad URL (a query parameter libpq
+    does not know, a malformed number), table name, size or timeout.
 
     Pools are made on first use (a server down at start-up is simply reached
     later); the async one is bound to the event loop of its first use, so call
@@ -117,19 +171,27 @@ class PostgresStore:
     kind = "postgres"
 
     def __init__(
-        self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0,
+        self, url: str, *, min_size: int | None = None, max_size: int | None = None, timeout: float | None = None,
         table: str = "serversession", clock: Callable[[], float] = time.time, **connection_options: Any,
     ) -> None:  # fmt: skip
         if not _TABLE.fullmatch(table):
             raise ConfigurationError(f"table must be a plain SQL name of at most 56 characters, got {table!r}")
         if table.endswith(_COMPANIONS):  # "s_schema" would be the version table of a store named "s"
             raise ConfigurationError(f"table must not end in {', '.join(_COMPANIONS)}, got {table!r}")
-        if not (0 <= min_size <= max_size and max_size >= 1) or not timeout > 0:
-            raise ConfigurationError("PostgresStore needs 0 <= min_size <= max_size, max_size >= 1 and timeout > 0")
+        url, own = _split_url(url)
+        timeout = _number("timeout", timeout, own, 5.0, float)
+        min_size = _number("min_size", min_size, own, 1, int)
+        max_size = _number("max_size", max_size, own, 10, int)
+        if not (0 <= min_size <= max_size and max_size >= 1) or not 0 < timeout < math.inf:
+            raise ConfigurationError("PostgresStore needs 0 <= min_size <= max_size, max_size >= 1 and "
+                                     f"0 < timeout < inf, got {min_size}, {max_size}, {timeout}")  # fmt: skip
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error as exc:
             raise ConfigurationError(f"bad PostgreSQL store URL: {exc}") from exc
+        for name in _LIBPQ_INTEGERS:
+            if name in params and not _INTEGER.fullmatch(str(params[name])):
+                raise ConfigurationError(f"PostgreSQL store URL option {name} must be an integer, got {params[name]!r}")
         # Our bounds come first, so the URL's own connect_timeout or -c options win.
         options = f"-c statement_timeout={math.ceil(timeout * 1000)} {params.get('options') or ''}".strip()
         defaults: dict[str, Any] = {
