@@ -1,6 +1,7 @@
-"""Store URLs: every scheme opens, and the scheme tables agree.
+"""Store URLs: every scheme opens, the scheme tables agree, and a URL option a store
+cannot use is refused when the store is opened, not at the first request.
 
-The Redis schemes are opened against real servers, TLS ones included (a server
+The Redis options are checked against real servers, TLS ones included (a server
 with a throwaway self-signed certificate, standalone and as a one-node cluster).
 """
 
@@ -17,10 +18,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import redis.asyncio.connection
+import redis.connection
 
 from servers import HOST, RedisServer, free_port
 from serversession.exceptions import ConfigurationError
 from serversession.stores import open_store
+from serversession.stores._redis_url import OWN_OPTIONS, driver_options
 from serversession.stores.redis import RedisStore
 from serversession.stores.url import REDIS_SCHEMES, SCHEMES
 
@@ -159,3 +163,134 @@ def test_the_readme_names_every_scheme() -> None:
     table = README.split("Stores are opened by URL", 1)[1].split("\n## ", 1)[0]
     missing = [s for s in SCHEMES if f"`{s}://" not in table]
     assert not missing, f"README's store URL table lacks {missing}"
+
+
+# -- Redis options: the ones listed work, everything else is refused -------------------
+def _sample(option: str, files: dict[str, str]) -> str:
+    """A query that sets ``option`` to a value a live server accepts."""
+    cert, key = quote(files["cert"], safe=""), quote(files["key"], safe="")
+    samples = {
+        "db": "db=0", "socket_timeout": "socket_timeout=1.5", "socket_connect_timeout": "socket_connect_timeout=1.5",
+        "socket_read_size": "socket_read_size=32768", "socket_keepalive": "socket_keepalive=no",
+        "max_connections": "max_connections=20", "protocol": "protocol=3", "legacy_responses": "legacy_responses=0",
+        "client_name": "client_name=shop", "username": "username=default",
+        "password": "username=default&password=anything",  # the default user has nopass: AUTH passes
+        "health_check_interval": "health_check_interval=5",
+        "ssl_cert_reqs": "ssl_cert_reqs=none", "ssl_ca_certs": f"ssl_ca_certs={cert}",
+        "ssl_certfile": f"ssl_certfile={cert}&ssl_keyfile={key}",
+        "ssl_keyfile": f"ssl_keyfile={key}&ssl_certfile={cert}",
+        "ssl_check_hostname": f"ssl_check_hostname=false&ssl_ca_certs={cert}",
+        "ssl_include_verify_flags": "ssl_include_verify_flags=VERIFY_X509_PARTIAL_CHAIN",
+        "ssl_exclude_verify_flags": "ssl_exclude_verify_flags=VERIFY_X509_STRICT",
+        "ssl_ca_path": f"ssl_ca_path={quote(files['dir'], safe='')}&ssl_cert_reqs=none",
+        "ssl_password": f"ssl_password=x&ssl_certfile={cert}&ssl_keyfile={key}",
+        "ssl_min_version": "ssl_min_version=771", "ssl_ciphers": "ssl_ciphers=HIGH",
+        "wait_replicas": "wait_replicas=0", "wait_timeout": "wait_timeout=0.5",
+    }  # fmt: skip
+    return samples[option]
+
+
+_REPRESENTATIVES = ("redis", "redis+cluster", "rediss", "rediss+cluster")
+_CASES = [
+    (scheme, option)
+    for scheme in _REPRESENTATIVES
+    for option in [*driver_options(REDIS_SCHEMES[scheme][1], scheme.startswith("rediss")), *OWN_OPTIONS]
+]
+
+
+@pytest.mark.parametrize(("scheme", "option"), _CASES)
+def test_every_listed_option_works_on_both_faces(scheme: str, option: str, request: pytest.FixtureRequest) -> None:
+    files = request.getfixturevalue("tls_files") if "ssl_" in option else {"cert": "", "key": "", "dir": ""}
+    both_faces_answer(open_store(redis_url(request, scheme, _sample(option, files))))
+
+
+@pytest.mark.parametrize("scheme", list(REDIS_SCHEMES))
+def test_a_misspelt_option_is_refused_naming_the_known_ones(scheme: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        open_store(f"{scheme}://{HOST}:{free_port()}/0?socket_timeot=1")
+    message = str(info.value)
+    assert message.startswith("unknown Redis") and "'socket_timeot'" in message
+    assert "socket_timeout" in message and "wait_replicas" in message
+
+
+# Every option redis-py parses from a URL, sync or async: a value its parser cannot
+# read must be refused at open, whether or not the store takes the option.
+_PARSED = sorted({*redis.connection.URL_QUERY_ARGUMENT_PARSERS, *redis.asyncio.connection.URL_QUERY_ARGUMENT_PARSERS})
+
+
+@pytest.mark.parametrize("scheme", _REPRESENTATIVES)
+@pytest.mark.parametrize("option", _PARSED)
+def test_a_value_redis_py_cannot_parse_is_refused(scheme: str, option: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"'{option}'|option {option}='abc'"):
+        open_store(f"{scheme}://{HOST}:{free_port()}?{option}=abc")
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("redis://H/0?socket_timeout=-1", "socket_timeout"),
+        ("redis://H/0?socket_timeout=0", "socket_timeout"),
+        ("redis://H/0?socket_timeout=nan", "socket_timeout"),
+        ("redis://H/0?socket_connect_timeout=inf", "socket_connect_timeout"),
+        ("redis://H/0?socket_timeout=", "has no value"),
+        ("redis://H/0?db=0&db=1", "more than once"),
+        ("redis://H/0?db=-1", "db"),
+        ("redis://H/0?socket_keepalive=off", "socket_keepalive"),  # redis-py reads "off" as true
+        ("redis://H/0?max_connections=0", "max_connections"),
+        ("redis://H/0?socket_read_size=0", "socket_read_size"),
+        ("redis://H/0?protocol=4", "protocol"),
+        ("redis://H/0?client_name=my%20shop", "client_name"),
+        ("redis://H/sessions", "database number"),
+        ("redis://H:port/0", "port"),
+        ("redis+cluster://H/1", "only database 0"),
+        ("redis+cluster://H?db=2", "only database 0"),
+        ("redis+cluster://H?health_check_interval=5", "'health_check_interval'"),  # the sync cluster drops it
+        ("redis://H/0?ssl_cert_reqs=none", "needs a TLS URL"),
+        ("rediss://H/0?ssl_cert_reqs=CERT_NONE", "ssl_cert_reqs"),
+        ("rediss://H/0?ssl_ca_certs=/no/such/ca.pem", "no such file"),
+        ("rediss://H/0?ssl_min_version=5", "ssl_min_version"),
+        ("rediss://H/0?ssl_include_verify_flags=VERIFY_NOTHING", "VERIFY_NOTHING"),
+        ("rediss+cluster://H?ssl_password=x", "'ssl_password'"),  # the async cluster refuses it
+        ("redis://H/0?retry_on_timeout=true", "'retry_on_timeout'"),  # the store never retries
+        ("redis://H/0?timeout=5", "'timeout'"),  # for a blocking pool: TypeError at every request
+        ("redis://H/0?decode_responses=false", "'decode_responses'"),
+        ("valkey://H/0?wait_replicas=1&wait_replicas=2", "more than once"),
+    ],
+)
+def test_a_malformed_option_is_refused_at_open(url: str, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        open_store(url.replace("H", f"{HOST}:{free_port()}", 1) if "H:port" not in url else url.replace("H", HOST))
+
+
+@pytest.mark.parametrize("options", [{"socket_timeout": 0}, {"connect_timeout": -1}, {"socket_timeout": float("nan")}])
+def test_bad_timeouts_as_arguments_are_refused(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="seconds above 0"):
+        RedisStore(f"redis://{HOST}:{free_port()}/0", **options)
+
+
+# -- SQLite and memory: no options at all ---------------------------------------------------
+def test_sqlite_options_are_refused_in_the_same_words(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        open_store(f"sqlite:///{tmp_path}/s.db?busy_timeout=1")
+    assert str(info.value) == "unknown SQLite store URL option 'busy_timeout'; the options are: (none)"
+    for url in (f"sqlite:///{tmp_path}/s.db?", f"sqlite:///{tmp_path}/s.db#x", f"sqlite:/{tmp_path}/s.db"):
+        with pytest.raises(ConfigurationError):
+            open_store(url)
+
+
+@pytest.mark.parametrize("busy_timeout", [-1.0, float("nan"), float("inf")])
+def test_a_bad_sqlite_busy_timeout_is_refused(busy_timeout: float, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="busy_timeout"):
+        open_store(f"sqlite:///{tmp_path}/s.db", busy_timeout=busy_timeout)
+
+
+@pytest.mark.parametrize("url", ["memory://?limit=5", "memory://host", "memory:///sessions", "memory://?", "memory:"])
+def test_the_memory_url_takes_nothing(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="memory"):
+        open_store(url)
+
+
+def test_an_unknown_keyword_is_a_configuration_error(tmp_path: Path) -> None:
+    for url in ("memory://", f"sqlite:///{tmp_path}/s.db"):
+        with pytest.raises(ConfigurationError, match="busy_timeot"):
+            open_store(url, busy_timeot=1)

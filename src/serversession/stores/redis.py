@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.parse
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -56,7 +55,7 @@ from ..core.records import COMMITTED, Commit, CommitResult, Outcome, StoredSessi
 from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
 from . import _redis_scripts as scripts
 from ._redis_batch import LoadBatcher
-from .url import REDIS_SCHEMES
+from ._redis_url import check_seconds, parse_url
 
 T = TypeVar("T")
 #: One Redis call: ("script", (name, keys, args)), ("script_and_wait", (name, keys, args,
@@ -79,30 +78,6 @@ _UNAVAILABLE = (
 _CAUGHT = Exception
 
 
-#: URL query parameters the store reads itself (redis-py would refuse them).
-_OWN_PARAMS = ("wait_replicas", "wait_timeout")
-
-
-def _parse_url(url: str) -> tuple[str, bool, dict[str, str]]:
-    """(the URL for redis-py, cluster?, this store's own query parameters)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in REDIS_SCHEMES:
-        expected = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
-        raise ConfigurationError(f"not a Redis store URL: {url!r} (expected one of {expected})")
-    driver_scheme, cluster = REDIS_SCHEMES[scheme.lower()]
-    own: dict[str, str] = {}
-    base, qmark, query = rest.partition("?")
-    if qmark:
-        kept = []
-        for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
-            if name in _OWN_PARAMS:
-                own[name] = value
-            else:
-                kept.append((name, value))
-        rest = base + ("?" + urllib.parse.urlencode(kept) if kept else "")
-    return f"{driver_scheme}://{rest}", cluster, own
-
-
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -114,11 +89,13 @@ class RedisStore:
     or ``valkey+cluster://`` with any seed node for a cluster; ``rediss`` and
     ``valkeys`` for TLS (see :data:`~serversession.stores.url.REDIS_SCHEMES`).
     ``prefix`` (``"ss:"``) starts every key. ``socket_timeout`` and
-    ``connect_timeout`` (2.0 s each) bound every call; past them, and whenever
-    the server cannot answer, operations raise :class:`StoreUnavailableError`.
+    ``connect_timeout`` (2.0 s each, above 0) bound every call; past them, and
+    whenever the server cannot answer, operations raise :class:`StoreUnavailableError`.
     ``wait_replicas`` and ``wait_timeout``: see the module docs (standalone only).
     Other driver failures raise :class:`StoreError`. ``client_options`` go to
-    the redis-py clients. Raises :class:`ConfigurationError` for a bad URL.
+    the redis-py clients. Raises :class:`ConfigurationError` for a bad URL: an
+    unknown scheme or query option, or a value redis-py could not use (the
+    options each kind of URL takes are listed in :mod:`._redis_url`).
 
     The async client is made on first async use and bound to that event loop;
     call :meth:`aclose` (not just :meth:`close`) once the async face was used.
@@ -132,7 +109,12 @@ class RedisStore:
         connect_timeout: float = 2.0, wait_replicas: int | None = None,
         wait_timeout: float | None = None, **client_options: Any,
     ) -> None:  # fmt: skip
-        self._url, self.cluster, own = _parse_url(url)
+        self._url, self.cluster, own = parse_url(url)
+        try:
+            check_seconds(socket_timeout)
+            check_seconds(connect_timeout)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"socket_timeout and connect_timeout must be seconds above 0: {exc}") from None
         try:
             self.wait_replicas = int(own.get("wait_replicas", 0) if wait_replicas is None else wait_replicas)
             self.wait_timeout = float(own.get("wait_timeout", 0.1) if wait_timeout is None else wait_timeout)

@@ -18,6 +18,7 @@ own connection.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -75,8 +76,9 @@ def _expiry(expires_at: float | None, default: float | None) -> float | None:
 class SQLiteStore(ThreadedAsyncFace):
     """Session store in one SQLite file (``path``), created on first use.
 
-    ``busy_timeout`` (5.0 s) bounds the wait for another process's write lock;
-    past it operations raise :class:`StoreUnavailableError`.
+    ``busy_timeout`` (5.0 s, 0 or more) bounds the wait for another process's
+    write lock; past it operations raise :class:`StoreUnavailableError`. Raises
+    :class:`ConfigurationError` for ``":memory:"`` or a bad ``busy_timeout``.
     """
 
     kind = "sqlite"
@@ -84,6 +86,8 @@ class SQLiteStore(ThreadedAsyncFace):
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, clock: Callable[[], float] = time.time) -> None:
         if str(path) in ("", ":memory:"):  # each thread's connection would be its own empty database
             raise ConfigurationError("SQLiteStore needs a file; for sessions in this process use memory://")
+        if not (isinstance(busy_timeout, (int, float)) and 0 <= busy_timeout < math.inf):
+            raise ConfigurationError(f"SQLiteStore busy_timeout must be seconds, 0 or more, got {busy_timeout!r}")
         self.path = os.path.abspath(path)  # pinned now: a later chdir must not point new threads elsewhere
         self._busy_ms = int(busy_timeout * 1000)
         self._clock = clock

@@ -10,9 +10,10 @@ This module holds the one table of schemes: the Redis store reads
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..exceptions import ConfigurationError
 
@@ -56,27 +57,50 @@ def refuse_unknown_options(store: str, given: Iterable[str], known: Iterable[str
         )
 
 
+def _query_names(query: str) -> list[str]:
+    return [name for name, _ in parse_qsl(query, keep_blank_values=True)]
+
+
 def sqlite_path(url: str) -> str:
-    """Return the file path of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL."""
-    path = url.split("://", 1)[1]
-    if not path.startswith("/") or path == "/":
+    """Return the file path of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL.
+
+    Raises :class:`ConfigurationError` for a missing path, or any query or fragment:
+    the SQLite store takes no URL options (``busy_timeout`` is a keyword argument).
+    """
+    _, sep, path = url.partition("://")
+    if not sep or not path.startswith("/") or path == "/":
         raise ConfigurationError(f"SQLite store URL needs a path: sqlite:///FILE, got {url!r}")
-    if "?" in path or "#" in path:  # it would become part of the file name: another database
+    path, qmark, query = path.partition("?")
+    refuse_unknown_options("SQLite", _query_names(query), ())
+    if qmark or "#" in path:  # it would become part of the file name: another database
         raise ConfigurationError(f"SQLite store URLs take no query or fragment, got {url!r}")
     return unquote(path[1:])
+
+
+def _check_memory_url(url: str) -> None:
+    """``memory://`` and nothing more: a host, path or option would mean nothing."""
+    _, sep, rest = url.partition("://")
+    query = rest.partition("?")[2]
+    refuse_unknown_options("memory", _query_names(query), ())
+    if not sep or rest:
+        raise ConfigurationError(f"the memory store URL is just memory://, got {url!r}")
 
 
 def open_store(url: str, **options: Any) -> Any:
     """Return the store a URL names; ``options`` go to its constructor.
 
-    Raises :class:`ConfigurationError` for an unknown scheme, a malformed URL or
-    a missing optional dependency (with the ``pip install`` line that fixes it).
+    Raises :class:`ConfigurationError` for an unknown scheme, a malformed URL, a
+    URL option or keyword argument the store does not take, or a missing optional
+    dependency (with the ``pip install`` line that fixes it).
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme not in SCHEMES:
         known = ", ".join(f"{s}://" for s in SCHEMES)
         raise ConfigurationError(f"unknown store URL {url!r}; expected one of {known}")
     module_name, class_name, extra = SCHEMES[scheme]
+    if scheme == "memory":
+        _check_memory_url(url)
+    args = () if scheme == "memory" else (sqlite_path(url),) if scheme == "sqlite" else (url,)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -84,8 +108,8 @@ def open_store(url: str, **options: Any) -> Any:
             f"the {scheme}:// store needs an optional dependency: pip install 'serversession[{extra}]'"
         ) from exc
     cls = getattr(module, class_name)
-    if scheme == "memory":
-        return cls(**options)
-    if scheme == "sqlite":
-        return cls(sqlite_path(url), **options)
-    return cls(url, **options)
+    try:  # a misspelt keyword would otherwise reach the caller as a bare TypeError
+        inspect.signature(cls).bind(*args, **options)
+    except TypeError as exc:
+        raise ConfigurationError(f"bad option for the {scheme}:// store: {exc}") from None
+    return cls(*args, **options)
