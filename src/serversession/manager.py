@@ -197,9 +197,10 @@ class SessionManager(_ManagerBase):
 
     def save(self, session: Session, *, ip: str | None = None) -> SaveResult:
         """Write what the request changed; return the cookies/headers to send."""
-        now = self.clock()
+        now, key = self.clock(), session.key
         result = run_sync(lifecycle.save(session, now, ip), self.store, self._emit_sync)
-        self.guard.saw_valid(session, now)
+        if session.key != key:  # created or rotated: a block must not refuse it either
+            self.guard.saw_valid(session, now)
         return result
 
     def modify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
@@ -260,9 +261,10 @@ class AsyncSessionManager(_ManagerBase):
 
     async def asave(self, session: Session, *, ip: str | None = None) -> SaveResult:
         """See :meth:`SessionManager.save`."""
-        now = self.clock()
+        now, key = self.clock(), session.key
         result = await run_async(lifecycle.save(session, now, ip), self.store, self._emit_async)
-        self.guard.saw_valid(session, now)
+        if session.key != key:
+            self.guard.saw_valid(session, now)
         return result
 
     def modify(self, session: Session, key: str, fn: Callable[[Any], T], default: Any = None) -> T:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..core.config import SessionConfig
+from ..core.csrf import SAFE_METHODS
 from ..core.guard import STORE_UNAVAILABLE, Refusal, refusal_for_error
 from ..core.session import Session
 from ..core.transport import client_ip
@@ -118,8 +119,13 @@ class SessionMiddleware:
         # A WebSocket handshake is screened like an unsafe request: cross-site WebSocket
         # hijacking rides on the cookie just as a forged form does.
         method = scope["method"] if kind == "http" else "WEBSOCKET"
-        facts = facts_from_headers(method, scope["path"], scope.get("scheme", "http"), headers)
-        refusal = guard.throttle(token, ip, now) or guard.screen(facts, via_header=token.via_header, now=now)
+        # Safe methods pass screen() and the CSRF check: no facts to gather for them.
+        facts = None
+        if method not in SAFE_METHODS:
+            facts = facts_from_headers(method, scope["path"], scope.get("scheme", "http"), headers)
+        refusal = guard.throttle(token, ip, now)
+        if refusal is None and facts is not None:
+            refusal = guard.screen(facts, via_header=token.via_header, now=now)
         if refusal is not None:
             await arefuse(refusal, facts, manager)
             await _answer(send, refusal, kind)
@@ -138,7 +144,7 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        if guard.csrf_needed(facts):
+        if facts is not None and guard.csrf_needed(facts):
             presented = facts.csrf_header
             if presented is None and guard.form_may_carry_token(facts):
                 body = await _read_body(receive)

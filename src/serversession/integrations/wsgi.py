@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from ..core.config import SessionConfig
+from ..core.csrf import SAFE_METHODS
 from ..core.guard import STORE_UNAVAILABLE, Refusal, RequestFacts, refusal_for_error
 from ..core.lifecycle import SaveResult
 from ..core.session import Session
@@ -92,8 +93,11 @@ class SessionMiddleware:
         ip = client_ip(self.config, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
         token = manager.read_token(environ.get("HTTP_COOKIE"), environ.get("HTTP_AUTHORIZATION"))
         now = manager.clock()
-        facts = facts_from_environ(environ)
-        refusal = guard.throttle(token, ip, now) or guard.screen(facts, via_header=token.via_header, now=now)
+        # Safe methods pass screen() and the CSRF check: no facts to gather for them.
+        facts = None if environ.get("REQUEST_METHOD", "GET") in SAFE_METHODS else facts_from_environ(environ)
+        refusal = guard.throttle(token, ip, now)
+        if refusal is None and facts is not None:
+            refusal = guard.screen(facts, via_header=token.via_header, now=now)
         if refusal is not None:
             refuse(refusal, facts, manager)
             return _answer(start_response, refusal)
@@ -107,7 +111,7 @@ class SessionMiddleware:
             manager.emit(event)
         environ[ENVIRON_KEY] = session
 
-        if guard.csrf_needed(facts):
+        if facts is not None and guard.csrf_needed(facts):
             presented = facts.csrf_header
             if presented is None and guard.form_may_carry_token(facts):
                 body = _read_body(environ)

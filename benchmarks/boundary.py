@@ -1,0 +1,148 @@
+"""What the request boundary costs on the read path: this tree against a baseline revision, same run.
+
+``python -m benchmarks.boundary [--baseline REV] [--rounds 5] [--requests 20000]``
+
+Drives the ASGI and WSGI middleware in-process (no sockets, so the middleware
+is most of what is measured) over the memory store: a GET carrying a valid
+session cookie that reads one key, the request every page view of a signed-in
+user makes. The baseline revision (default: the commit before the guard
+landed) is exported with ``git archive`` and measured by the same script in its
+own process, rounds interleaved, medians kept. It prints microseconds per
+request and the ratio of this tree to the baseline; a ratio near 1.00 means
+the guard's checks (throttle, observe, screen, the facts it reads) cost
+nothing measurable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The last commit before the request guard (core/guard.py) landed.
+DEFAULT_BASELINE = "50d074c"
+
+_MEASURE = r'''
+import asyncio, json, sys, time
+from serversession import MemoryStore, SessionConfig
+from serversession.integrations.asgi import SessionMiddleware as AsgiMiddleware
+from serversession.integrations.wsgi import SessionMiddleware as WsgiMiddleware, get_session
+
+N = int(sys.argv[1])
+config = SessionConfig(cookie_secure=False, csrf=False)  # the one write below needs no token
+
+async def asgi_app(scope, receive, send):
+    scope["session"].get("cart")
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+def wsgi_app(environ, start_response):
+    get_session(environ).get("cart")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+store = MemoryStore()
+asgi = AsgiMiddleware(asgi_app, store=store, config=config)
+wsgi = WsgiMiddleware(wsgi_app, store=store, config=config)
+
+def cookie_from(headers):
+    for name, value in headers:
+        if name.lower() == "set-cookie" and value.startswith("session="):
+            return value.split(";")[0]
+    raise SystemExit("no session cookie")
+
+# One stored session, made through the WSGI face (same store, same config).
+def create(environ, start_response):
+    get_session(environ)["cart"] = {"sku": 1}
+    start_response("200 OK", [])
+    return [b""]
+seen: list = []
+WsgiMiddleware(create, store=store, config=config)(
+    {"REQUEST_METHOD": "POST", "PATH_INFO": "/", "REMOTE_ADDR": "127.0.0.1"},
+    lambda status, headers, exc=None: seen.extend(headers))
+cookie = cookie_from(seen)
+'''
+
+_MEASURE_TAIL = r'''
+environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_COOKIE": cookie, "REMOTE_ADDR": "127.0.0.1",
+           "HTTP_HOST": "127.0.0.1:8000", "HTTP_USER_AGENT": "bench"}
+def start(status, headers, exc=None):
+    return None
+
+def wsgi_round():
+    t = time.perf_counter()
+    for _ in range(N):
+        wsgi(dict(environ), start)
+    return (time.perf_counter() - t) / N * 1e6
+
+scope = {"type": "http", "method": "GET", "path": "/", "scheme": "http", "client": ("127.0.0.1", 5000),
+         "headers": [(b"host", b"127.0.0.1:8000"), (b"cookie", cookie.encode()), (b"user-agent", b"bench")]}
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+async def send(message):
+    return None
+
+async def asgi_round():
+    t = time.perf_counter()
+    for _ in range(N):
+        await asgi(dict(scope), receive, send)
+    return (time.perf_counter() - t) / N * 1e6
+
+wsgi_round(); asyncio.run(asgi_round())  # warm up
+print(json.dumps({"wsgi": wsgi_round(), "asgi": asyncio.run(asgi_round())}))
+'''
+
+
+def export(revision: str, into: Path) -> Path:
+    """Export ``revision``'s ``src/`` into ``into`` and return the folder to put on ``PYTHONPATH``."""
+    archive = into / "tree.tar"
+    with open(archive, "wb") as out:
+        subprocess.run(["git", "-C", str(ROOT), "archive", revision, "src"], stdout=out, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def measure(src: Path, requests: int) -> dict[str, float]:
+    """One round in a fresh process importing serversession from ``src``."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    argv = [sys.executable, "-c", _MEASURE + _MEASURE_TAIL, str(requests)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare with")
+    parser.add_argument("--against", default=None, help="a git revision to measure instead of the working tree")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=20000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="ss-bench-") as tmp:
+        (Path(tmp) / "a").mkdir()
+        (Path(tmp) / "b").mkdir()
+        ours = export(args.against, Path(tmp) / "b") if args.against else ROOT / "src"
+        trees = {"baseline": export(args.baseline, Path(tmp) / "a"), "this tree": ours}
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        for _ in range(args.rounds):
+            for name, src in trees.items():  # interleaved: both see the same machine
+                rounds[name].append(measure(src, args.requests))
+    print(f"read path, in-process, memory store, {args.requests} requests x {args.rounds} rounds (median)")
+    print(f"{'face':6} {'baseline ' + args.baseline:>20} {'this tree':>12} {'ratio':>7}")
+    for face in ("asgi", "wsgi"):
+        base = statistics.median(r[face] for r in rounds["baseline"])
+        ours = statistics.median(r[face] for r in rounds["this tree"])
+        print(f"{face:6} {base:17.1f} us {ours:9.1f} us {ours / base:7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
