@@ -268,3 +268,61 @@ def per_second(outcomes: Sequence[Outcome], start: float) -> Iterator[tuple[int,
     for o in outcomes:
         buckets.setdefault(int(o.started - start), Counter())[o.status] += 1
     yield from sorted(buckets.items())
+
+
+def _postgres_children(postmaster: int) -> list[int]:
+    """The processes ``postmaster`` forked (backends, checkpointer, WAL writer...), from /proc."""
+    import os
+
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[1]) == postmaster:
+            children.append(int(entry))
+    return children
+
+
+@contextlib.contextmanager
+def frozen_postgres(data_dir: object, limit: float = 30.0) -> Iterator[list[int]]:
+    """SIGSTOP every process of the PostgreSQL cluster in ``data_dir`` (a path); SIGCONT them all on the way out.
+
+    A stalled server: the kernel still accepts connections and acknowledges what is
+    sent, so TCP keepalives and ``tcp_user_timeout`` never fire, and nothing answers
+    (not even ``statement_timeout``, which runs in the frozen backend). The postmaster
+    is stopped first, so it forks no backend while its children are listed. Yields
+    the stopped pids. After ``limit`` seconds a timer resumes the server anyway, so a
+    call that hangs until the server answers fails its test instead of hanging it.
+    Linux only (/proc).
+    """
+    import os
+    import signal
+    from pathlib import Path
+
+    postmaster = int((Path(str(data_dir)) / "postmaster.pid").read_text().split()[0])
+    stopped: list[int] = []
+
+    def resume() -> None:
+        for pid in reversed(stopped):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    watchdog = threading.Timer(limit, resume)
+    watchdog.daemon = True
+    try:
+        os.kill(postmaster, signal.SIGSTOP)
+        stopped.append(postmaster)
+        for pid in _postgres_children(postmaster):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+        watchdog.start()
+        yield stopped
+    finally:
+        watchdog.cancel()
+        resume()

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from servers import PostgresServer
@@ -25,7 +26,7 @@ from serversession.core.ids import new_session_id, storage_key
 from serversession.core.records import Commit, CommitResult, Outcome
 from serversession.exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
 from serversession.stores import _postgres_sql, open_store
-from serversession.stores.postgres import PostgresStore
+from serversession.stores.postgres import NoAnswerError, PostgresStore
 
 N = 30  # concurrent compare-and-set increments
 
@@ -434,10 +435,54 @@ def test_the_store_reads_its_own_options_from_the_url() -> None:
     assert store._timeout == 0.5 and (store._pool_options["min_size"], store._pool_options["max_size"]) == (0, 3)
     params = conninfo_to_dict(store._conninfo)
     assert "timeout" not in params and "max_size" not in params  # not passed on to libpq
-    assert params["options"] == "-c statement_timeout=500 -c search_path=sessions"
+    assert params["options"] == "-c statement_timeout=400 -c search_path=sessions"  # 80% of the timeout
     assert params["application_name"] == "a+b"  # the rest of the query reaches libpq as written
     assert PostgresStore("postgresql://localhost/db?timeout=0.5", timeout=3)._timeout == 3.0  # an argument wins
-    assert PostgresStore("postgresql://localhost/db")._timeout == 5.0
+    assert PostgresStore("postgresql://localhost/db")._timeout == 2.0
+
+
+def test_the_deadline_spans_the_whole_call_and_closes_the_connection(postgres_server: PostgresServer,
+                                                                     table: str) -> None:  # fmt: skip
+    """Each statement is within statement_timeout (80% of 1 s), the call is not: the client's
+    deadline ends it, whatever the server is doing, and the next call gets a working connection."""
+    slow = PostgresStore(postgres_server.url, table=table, timeout=1.0, max_size=1)
+
+    def two_sleeps() -> Any:
+        yield (sql.SQL("SELECT pg_sleep(0.6)"), {})
+        yield (sql.SQL("SELECT pg_sleep(0.6)"), {})
+
+    try:
+        slow.ping()
+        start = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as info:
+            slow._run("sleep", two_sleeps())
+        assert 0.9 <= time.monotonic() - start < 2.0
+        assert isinstance(info.value.__cause__, NoAnswerError) and "connection closed" in str(info.value)
+        assert slow._pool is not None and slow._pool.get_stats().get("returns_bad") == 1
+        slow.ping()  # max_size=1: this is a new connection
+    finally:
+        slow.close()
+
+
+@pytest.mark.anyio
+async def test_the_deadline_holds_on_the_async_face(postgres_server: PostgresServer, table: str,
+                                                    anyio_backend: str) -> None:  # fmt: skip
+    slow = PostgresStore(postgres_server.url, table=table, timeout=1.0, max_size=1)
+
+    def two_sleeps() -> Any:
+        yield (sql.SQL("SELECT pg_sleep(0.6)"), {})
+        yield (sql.SQL("SELECT pg_sleep(0.6)"), {})
+
+    try:
+        await slow.aping()
+        start = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as info:
+            await slow._arun("sleep", two_sleeps())
+        assert 0.9 <= time.monotonic() - start < 2.0
+        assert isinstance(info.value.__cause__, NoAnswerError)
+        await slow.aping()
+    finally:
+        await slow.aclose()
 
 
 def test_opened_by_url(postgres_server: PostgresServer) -> None:
@@ -458,7 +503,7 @@ import asyncio, sys, time
 import psycopg
 from serversession.core.codec import SessionMeta, encode_meta
 from serversession.core.records import Commit
-from serversession.stores.postgres import PostgresStore
+from serversession.stores.postgres import NoAnswerError, PostgresStore
 url, table, key, name = sys.argv[1:5]
 store = PostgresStore(url, table=table, timeout=2.0, application_name=name)
 now = time.time()

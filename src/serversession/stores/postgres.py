@@ -20,6 +20,15 @@ is retried once sent: a retried commit could apply a compare-and-set twice.
 Expired rows go through ``serversession gc`` and, 50 at a time, every 64th
 create (``SKIP LOCKED``: a request never waits on that cleanup).
 
+Every call has one deadline, ``timeout`` seconds from its start, that holds even
+when the server stops answering (a frozen process, a hung VM: the kernel still
+acknowledges, so TCP keepalives never fire and ``statement_timeout`` never runs).
+It bounds the wait for a pooled connection and, through the connection classes
+below, every wait for a reply: psycopg hands each wait to ``Connection.wait()``,
+which takes a timeout, so the override passes what is left of the deadline. No
+thread or task per call, one clock read per wait. Past it the connection is
+closed (the server rolls back) and the pool replaces it.
+
 Both faces live on this class, each with its own psycopg_pool pool (the async face
 uses ``AsyncConnectionPool``: no threads). Every operation is written once as a
 *plan*, a generator yielding statements, which ``_run`` and ``_arun`` carry out.
@@ -42,6 +51,7 @@ from urllib.parse import unquote
 
 import psycopg
 from psycopg import pq, sql
+from psycopg.abc import PQGen
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -62,6 +72,7 @@ from ._postgres_sql import LOCK_CLASS, compile_migrations, compile_queries
 from .url import refuse_unknown_options
 
 T = TypeVar("T")
+RV = TypeVar("RV")
 
 
 class _Reply(NamedTuple):
@@ -88,6 +99,67 @@ _OWN_OPTIONS = ("timeout", "min_size", "max_size")
 _LIBPQ_INTEGERS = ("connect_timeout", "tcp_user_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
                    "keepalives_count")  # fmt: skip
 _INTEGER = re.compile(r"\s*-?[0-9]+\s*")  # what libpq's parse_int_param takes
+_WAIT_INTERVAL = 0.1  # psycopg's own: how often a blocking wait wakes up for Ctrl-C
+
+
+class NoAnswerError(psycopg.OperationalError):
+    """PostgreSQL did not answer before the store call's deadline (``timeout``).
+
+    Raised by the store's connections, then wrapped in :class:`StoreUnavailableError`
+    (its ``__cause__``). The connection was closed unless nothing had been sent yet.
+    """
+
+
+def _overdue(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> NoAnswerError:
+    """The error for a wait past the deadline; closes ``conn`` unless it is idle with nothing sent."""
+    if conn.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        return NoAnswerError("no time left before the call's deadline (connection kept)")
+    conn.pgconn.finish()  # no round trip: the server rolls back when it sees the socket closed
+    return NoAnswerError("no answer from PostgreSQL before the call's deadline (connection closed)")
+
+
+class _Connection(psycopg.Connection[Any]):
+    """A connection whose every wait for the server ends by ``deadline`` (monotonic seconds).
+
+    The store sets ``deadline`` for the time it holds the connection; ``None`` (in the pool)
+    waits as psycopg does.
+    """
+
+    deadline: float | None = None
+
+    def wait(self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL, timeout: float | None = None) -> RV:
+        deadline = self.deadline
+        if deadline is None:
+            return super().wait(gen, interval, timeout)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _overdue(self)
+        try:
+            return super().wait(gen, interval, left if timeout is None or timeout > left else timeout)
+        except psycopg.OperationalError:
+            if time.monotonic() < deadline:
+                raise
+            raise _overdue(self) from None
+
+
+class _AsyncConnection(psycopg.AsyncConnection[Any]):
+    """The async twin of :class:`_Connection` (psycopg waits on the event loop with a timer)."""
+
+    deadline: float | None = None
+
+    async def wait(self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL, timeout: float | None = None) -> RV:
+        deadline = self.deadline
+        if deadline is None:
+            return await super().wait(gen, interval, timeout)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _overdue(self)
+        try:
+            return await super().wait(gen, interval, left if timeout is None or timeout > left else timeout)
+        except psycopg.OperationalError:
+            if time.monotonic() < deadline:
+                raise
+            raise _overdue(self) from None
 
 
 @functools.cache
@@ -151,17 +223,21 @@ class PostgresStore:
     its query takes libpq's parameters and the store's ``timeout``, ``min_size``
     and ``max_size`` (``?timeout=0.5``; an argument wins over the URL).
     ``min_size`` (1) and ``max_size`` (10) bound each pool's connections.
-    ``timeout`` (5.0 s) bounds the wait for a pooled connection, a connection
-    attempt (libpq's ``connect_timeout``, at least 2 s), each statement
-    (``statement_timeout``, row-lock waits included) and unacknowledged sends
-    (``tcp_user_timeout``, on Linux); past it, and whenever the
-    server cannot answer, operations raise :class:`StoreUnavailableError`; other
-    driver failures raise :class:`StoreError`. ``table`` (``"serversession"``)
-    names the table, ``{table}_schema`` its version table. ``clock``
-    (``time.time``) gives "now" in Unix seconds. ``connection_options`` go to
-    ``psycopg.connect`` (say ``prepare_threshold=None`` behind PgBouncer).
-    Raises :class:`ConfigurationError` for a bad URL (a query parameter libpq
-    does not know, a malformed number), table name, size or timeout.
+    ``timeout`` (2.0 s, as the Redis store's ``socket_timeout``) is the deadline
+    of each call, from its start: the wait for a pooled connection and every
+    reply, however many statements the call sends, even from a server that has
+    stopped answering. The server cancels a statement itself after 80% of it
+    (``statement_timeout``: a row-lock wait fails there and the connection stays
+    usable). It also sets libpq's ``connect_timeout`` (at least 2 s, for the
+    pool's background connection attempts) and ``tcp_user_timeout`` (on Linux).
+    Past the deadline, and whenever the server cannot answer, operations raise
+    :class:`StoreUnavailableError`; other driver failures raise
+    :class:`StoreError`. ``table`` (``"serversession"``) names the table,
+    ``{table}_schema`` its version table. ``clock`` (``time.time``) gives "now"
+    in Unix seconds. ``connection_options`` go to ``psycopg.connect`` (say
+    ``prepare_threshold=None`` behind PgBouncer). Raises
+    :class:`ConfigurationError` for a bad URL (a query parameter libpq does not
+    know, a malformed number), table name, size or timeout.
 
     Pools are made on first use (a server down at start-up is simply reached
     later); the async one is bound to the event loop of its first use, so call
@@ -179,7 +255,7 @@ class PostgresStore:
         if table.endswith(_COMPANIONS):  # "s_schema" would be the version table of a store named "s"
             raise ConfigurationError(f"table must not end in {', '.join(_COMPANIONS)}, got {table!r}")
         url, own = _split_url(url)
-        timeout = _number("timeout", timeout, own, 5.0, float)
+        timeout = _number("timeout", timeout, own, 2.0, float)
         min_size = _number("min_size", min_size, own, 1, int)
         max_size = _number("max_size", max_size, own, 10, int)
         if not (0 <= min_size <= max_size and max_size >= 1) or not 0 < timeout < math.inf:
@@ -192,14 +268,14 @@ class PostgresStore:
         for name in _LIBPQ_INTEGERS:
             if name in params and not _INTEGER.fullmatch(str(params[name])):
                 raise ConfigurationError(f"PostgreSQL store URL option {name} must be an integer, got {params[name]!r}")
-        # Our bounds come first, so the URL's own connect_timeout or -c options win.
-        options = f"-c statement_timeout={math.ceil(timeout * 1000)} {params.get('options') or ''}".strip()
+        # Our bounds come first, so the URL's own connect_timeout or -c options win. The server
+        # gives up on a statement first (a row-lock wait), keeping the connection; the call's
+        # deadline (_Connection) is for a server that cannot answer at all.
+        options = f"-c statement_timeout={math.ceil(timeout * 800)} {params.get('options') or ''}".strip()
         defaults: dict[str, Any] = {
             "connect_timeout": max(2, math.ceil(timeout)), "application_name": "serversession",
             "tcp_user_timeout": math.ceil(timeout * 1000),  # Linux: a vanished peer fails sends in time
-            # ...and keepalives find a peer that vanished while we wait for a reply. A server
-            # process that is alive but frozen still holds the call until it answers: libpq has
-            # no read timeout (docs/reliability.md).
+            # ...and keepalives find a peer that vanished, while we wait or in the pool.
             "keepalives": 1, "keepalives_idle": max(1, math.ceil(timeout)), "keepalives_interval": 1,
             "keepalives_count": 3,
         }  # fmt: skip
@@ -218,28 +294,30 @@ class PostgresStore:
         self._timeout = timeout
         self._creates = 0
         self._lock = threading.Lock()
-        self._pool: ConnectionPool[Any] | None = None
-        self._apool: AsyncConnectionPool[Any] | None = None
+        self._pool: ConnectionPool[_Connection] | None = None
+        self._apool: AsyncConnectionPool[_AsyncConnection] | None = None
         # The event loop the async pool runs in: its workers die with that loop.
         self._apool_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._migrated = False
 
     # -- pools ---------------------------------------------------------------------------
-    def _sync_pool(self) -> ConnectionPool[Any]:
+    def _sync_pool(self) -> ConnectionPool[_Connection]:
         with self._lock:
             if self._pool is None:
-                self._pool = ConnectionPool(self._conninfo, kwargs=self._kwargs, open=False, **self._pool_options)
+                self._pool = ConnectionPool(self._conninfo, connection_class=_Connection, kwargs=self._kwargs,
+                                            open=False, **self._pool_options)  # fmt: skip
                 self._pool.open()
             return self._pool
 
-    async def _async_pool(self) -> AsyncConnectionPool[Any]:
+    async def _async_pool(self) -> AsyncConnectionPool[_AsyncConnection]:
         loop = asyncio.get_running_loop()
         if self._apool is not None and (self._apool_loop is None or self._apool_loop() is not loop):
             # Used from another event loop (a new asyncio.run, a test's own loop): the old
             # pool could never reconnect there, so this loop gets a pool of its own.
             self._apool = None
         if self._apool is None:  # no await before the assignment: one pool per store and loop
-            self._apool = AsyncConnectionPool(self._conninfo, kwargs=self._kwargs, open=False, **self._pool_options)
+            self._apool = AsyncConnectionPool(self._conninfo, connection_class=_AsyncConnection, kwargs=self._kwargs,
+                                              open=False, **self._pool_options)  # fmt: skip
             self._apool_loop = weakref.ref(loop)
         if self._apool.closed:  # opened here, in the running event loop it is bound to
             await self._apool.open()
@@ -359,17 +437,24 @@ class PostgresStore:
 
     def _run(self, operation: str, plan: _Plan[T], txn: bool = False) -> T:
         try:
-            pool, deadline = self._sync_pool(), time.monotonic() + self._timeout
+            deadline = time.monotonic() + self._timeout
+            pool = self._sync_pool()
             for _ in range(self._pool_options["max_size"] + 1):  # the pool drops a dead one on return
                 with pool.connection(timeout=max(deadline - time.monotonic(), 0.0)) as conn:
+                    conn.deadline = deadline  # every wait for the server below ends by it (_Connection)
                     try:
-                        conn.execute(b"")  # did a server restart break this connection?
-                    except psycopg.OperationalError:
-                        continue
-                    if not self._migrated:
-                        self._execute(conn, self._migrate(), txn=True)
-                        self._migrated = True
-                    return self._execute(conn, plan, txn)
+                        try:
+                            conn.execute(b"")  # did a server restart break this connection?
+                        except NoAnswerError:
+                            raise  # a stalled server, not a broken connection: the next one would wait again
+                        except psycopg.OperationalError:
+                            continue
+                        if not self._migrated:
+                            self._execute(conn, self._migrate(), txn=True)
+                            self._migrated = True
+                        return self._execute(conn, plan, txn)
+                    finally:
+                        conn.deadline = None  # what the pool does with it later (check()) is not this call
             raise psycopg.OperationalError("every pooled connection was broken")
         except StoreError as exc:  # a corrupt record: name the store
             exc.store, exc.operation = self.kind, operation
@@ -379,17 +464,24 @@ class PostgresStore:
 
     async def _arun(self, operation: str, plan: _Plan[T], txn: bool = False) -> T:
         try:
-            pool, deadline = await self._async_pool(), time.monotonic() + self._timeout
+            deadline = time.monotonic() + self._timeout
+            pool = await self._async_pool()
             for _ in range(self._pool_options["max_size"] + 1):
                 async with pool.connection(timeout=max(deadline - time.monotonic(), 0.0)) as conn:
+                    conn.deadline = deadline
                     try:
-                        await conn.execute(b"")
-                    except psycopg.OperationalError:
-                        continue
-                    if not self._migrated:
-                        await self._aexecute(conn, self._migrate(), txn=True)
-                        self._migrated = True
-                    return await self._aexecute(conn, plan, txn)
+                        try:
+                            await conn.execute(b"")
+                        except NoAnswerError:
+                            raise
+                        except psycopg.OperationalError:
+                            continue
+                        if not self._migrated:
+                            await self._aexecute(conn, self._migrate(), txn=True)
+                            self._migrated = True
+                        return await self._aexecute(conn, plan, txn)
+                    finally:
+                        conn.deadline = None
             raise psycopg.OperationalError("every pooled connection was broken")
         except StoreError as exc:  # a corrupt record: name the store
             exc.store, exc.operation = self.kind, operation
