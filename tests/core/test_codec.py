@@ -11,6 +11,9 @@ from serversession.core.codec import SessionMeta, check_data, decode_meta, decod
 def test_meta_round_trips() -> None:
     meta = SessionMeta(created_at=1.5, last_seen_at=2.25, user="ann", user_agent="ua", ip="::1", persistent=True)
     assert decode_meta(encode_meta(meta)) == meta
+    limited = meta.with_changes(idle_limit=-10.0, ends_at=1_800_000_300.125)
+    assert decode_meta(encode_meta(limited)) == limited
+    assert decode_meta({"c": "1", "s": "1", "l": "", "e": ""}) == SessionMeta(1.0, 1.0)  # no expiry set
 
 
 @pytest.mark.parametrize(
@@ -25,6 +28,9 @@ def test_meta_round_trips() -> None:
         {"c": "1", "s": "inf"},
         {"c": "1", "s": "1", "u": ["ann"]},
         {"c": 1, "s": "1"},
+        {"c": "1", "s": "1", "l": "nan"},  # an app's idle limit that would never end the session
+        {"c": "1", "s": "1", "e": "inf"},
+        {"c": "1", "s": "1", "e": "soon"},
     ],
 )
 def test_corrupt_meta_is_a_store_error(fields: object) -> None:

@@ -15,9 +15,13 @@ from typing import Any
 
 import pytest
 
+from serversession import AsyncSessionManager, SessionConfig, SessionManager
 from serversession.core.codec import SessionMeta, decode_meta, encode_meta, encode_meta_fields, encode_value
 from serversession.core.ids import new_session_id, storage_key
+from serversession.core.lifecycle import SaveResult
 from serversession.core.records import Commit, CommitResult, Outcome
+from serversession.core.session import Session
+from serversession.core.transport import IncomingToken
 from serversession.stores.base import AsyncStore, Store
 
 pytestmark = pytest.mark.anyio
@@ -256,3 +260,38 @@ async def test_scan_sees_live_sessions(face: Face) -> None:
 async def test_ping_and_purge(face: Face) -> None:
     await face.ping()
     assert await face.purge_expired(10) >= 0
+
+
+async def test_a_session_past_the_expiry_its_app_set_is_gone(astore: Any) -> None:
+    """Session.set_expiry reaches every store through the expiry a commit sends: shorter
+    than the one the session was created with, and at once when already reached."""
+    config = SessionConfig(idle_timeout=60, absolute_timeout=120)
+    sync, async_ = SessionManager(astore, config), AsyncSessionManager(astore, config)
+
+    async def load(manager: Any, sid: str | None) -> Session:
+        token = IncomingToken(sid, via_header=False)
+        return await manager.aload(token) if manager is async_ else manager.load(token)
+
+    async def save(manager: Any, session: Session) -> SaveResult:
+        return await manager.asave(session) if manager is async_ else manager.save(session)
+
+    async def started(manager: Any, idle: float | None = None, at: float | None = None) -> tuple[str, str]:
+        s = await load(manager, None)
+        s["a"] = 1
+        sid = (await save(manager, s)).set_cookies[0].split(";")[0].split("=", 1)[1]
+        s = await load(manager, sid)
+        s.set_expiry(idle, at=at)
+        await save(manager, s)
+        return sid, s.key or ""
+
+    waiting = []
+    for manager in (sync, async_):
+        waiting += [await started(manager, idle=1.0), await started(manager, at=time.time() + 1.0)]
+        _, ended = await started(manager, idle=-1.0)
+        assert astore.load(ended) is None  # ended at its save
+    for _, key in waiting:
+        assert astore.load(key) is not None
+    time.sleep(1.2)  # one short sleep for every store and both faces
+    for sid, key in waiting:
+        assert astore.load(key) is None  # the store's own expiry, not the lifecycle's check
+        assert (await load(sync, sid)).expired

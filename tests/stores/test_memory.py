@@ -236,7 +236,8 @@ DATA: dict[str, str] = {
     "big": '"' + "x" * 5000 + '"',
 }
 FULL = SessionMeta(created_at=T0, last_seen_at=T0 + 1.5, user="alice", user_agent="Mozilla/5.0 (X11; é)",
-                   ip="2001:db8::1", persistent=True, csrf_secret="s3cret")  # fmt: skip
+                   ip="2001:db8::1", persistent=True, csrf_secret="s3cret", idle_limit=300.0,
+                   ends_at=T0 + 86400.5)  # fmt: skip
 EMPTY = SessionMeta(created_at=0.0, last_seen_at=T0)
 
 
@@ -269,6 +270,18 @@ def test_commits_and_rotations_round_trip_every_field(
     assert dict(moved.data) == expected
 
 
+def test_a_record_holds_the_expiry_fields_only_when_the_app_set_an_expiry(mem: MemoryStore, clock: Clock) -> None:
+    plain, limited = new_key(), new_key()
+    for key, meta in ((plain, EMPTY), (limited, EMPTY.with_changes(ends_at=T0 + 60))):
+        assert mem.create(key, Commit(meta=encode_meta(meta), expires_at=clock.now + 60)) is True
+    bodies = {key: memory._unpack(mem._records[memory._key(key)]) for key in (plain, limited)}
+    assert (len(bodies[plain]), len(bodies[limited])) == (8, 10)  # most sessions pay nothing for the feature
+    assert mem.commit(limited, Commit(meta=encode_meta_fields(ends_at=None))).outcome is Outcome.OK
+    assert len(memory._unpack(mem._records[memory._key(limited)])) == 8
+    loaded = mem.load(limited)
+    assert loaded is not None and loaded.meta == EMPTY
+
+
 def test_any_key_round_trips(mem: MemoryStore, clock: Clock) -> None:
     keys = [new_key(), "plain", "é-ü", "lone \udc80", ""]
     for key in keys:
@@ -280,8 +293,12 @@ def test_any_key_round_trips(mem: MemoryStore, clock: Clock) -> None:
 
 
 @pytest.mark.parametrize(
-    "fields", [{"c": "soon", "s": "1"}, {"s": "1"}, {"c": "nan", "s": "1"}, {"c": "1", "s": "inf"}]
-)
+    "fields",
+    [
+        {"c": "soon", "s": "1"}, {"s": "1"}, {"c": "nan", "s": "1"}, {"c": "1", "s": "inf"},
+        {"c": "1", "s": "1", "e": "soon"}, {"c": "1", "s": "1", "l": "nan"},
+    ],
+)  # fmt: skip
 def test_corrupt_timestamps_fail_the_load_as_decode_meta_does(
     mem: MemoryStore, clock: Clock, fields: dict[str, str]
 ) -> None:

@@ -82,7 +82,10 @@ class SessionMeta:
     """What the server knows about a session besides its data.
 
     Times are Unix timestamps in seconds. ``csrf_secret`` is the base the CSRF
-    token is derived from; it is replaced at every rotation.
+    token is derived from; it is replaced at every rotation. ``idle_limit``
+    (seconds of inactivity) and ``ends_at`` (Unix time) are the expiry the
+    application set on this session (:meth:`.Session.set_expiry`), None where
+    it set none; they only ever shorten the configured timeouts.
     """
 
     created_at: float
@@ -92,6 +95,8 @@ class SessionMeta:
     ip: str = ""
     persistent: bool = False
     csrf_secret: str = ""
+    idle_limit: float | None = None
+    ends_at: float | None = None
 
     def with_changes(self, **changes: Any) -> SessionMeta:
         """Return a copy with ``changes`` applied."""
@@ -107,7 +112,10 @@ _META_FIELDS = {
     "ip": "i",
     "persistent": "p",
     "csrf_secret": "x",
+    "idle_limit": "l",
+    "ends_at": "e",
 }
+_OPTIONAL_NUMBERS = ("idle_limit", "ends_at")
 
 
 def encode_meta_fields(**values: Any) -> dict[str, str]:
@@ -122,6 +130,8 @@ def encode_meta_fields(**values: Any) -> dict[str, str]:
             out[field] = repr(round(float(value), 3))
         elif name == "persistent":
             out[field] = "1" if value else ""
+        elif name in _OPTIONAL_NUMBERS:
+            out[field] = "" if value is None else repr(round(float(value), 3))
         else:
             out[field] = value or ""
     return out
@@ -137,6 +147,8 @@ def encode_meta(meta: SessionMeta) -> dict[str, str]:
         ip=meta.ip,
         persistent=meta.persistent,
         csrf_secret=meta.csrf_secret,
+        idle_limit=meta.idle_limit,
+        ends_at=meta.ends_at,
     )
 
 
@@ -145,7 +157,8 @@ def decode_meta(fields: Mapping[str, Any]) -> SessionMeta:
 
     Raises :class:`CorruptRecordError` for a corrupt record: not a mapping, a
     missing or non-finite timestamp (a NaN deadline would never expire), a field
-    that is not a string.
+    that is not a string. ``l`` and ``e`` are optional (records written before
+    they existed have neither): absent or empty is None.
     """
     if not isinstance(fields, Mapping) or not all(isinstance(v, str) for v in fields.values()):
         raise CorruptRecordError("a stored session's metadata is not a mapping of strings", operation="load")
@@ -155,6 +168,7 @@ def decode_meta(fields: Mapping[str, Any]) -> SessionMeta:
         raise CorruptRecordError("a stored session has no valid timestamps", operation="load") from exc
     if not (math.isfinite(created_at) and math.isfinite(last_seen_at)):
         raise CorruptRecordError("a stored session's timestamps are not finite", operation="load")
+    idle_limit, ends_at = _optional_number(fields.get("l")), _optional_number(fields.get("e"))
     return SessionMeta(
         created_at=created_at,
         last_seen_at=last_seen_at,
@@ -163,4 +177,19 @@ def decode_meta(fields: Mapping[str, Any]) -> SessionMeta:
         ip=fields.get("i", ""),
         persistent=bool(fields.get("p")),
         csrf_secret=fields.get("x", ""),
+        idle_limit=idle_limit,
+        ends_at=ends_at,
     )
+
+
+def _optional_number(text: str | None) -> float | None:
+    """An optional number field: None when absent or empty, else a finite float."""
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError as exc:
+        raise CorruptRecordError("a stored session's expiry is not a number", operation="load") from exc
+    if not math.isfinite(number):
+        raise CorruptRecordError("a stored session's expiry is not finite", operation="load")
+    return number

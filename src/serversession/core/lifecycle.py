@@ -15,9 +15,12 @@ Rules (everything that changes a session's fate must live in this file):
    user, rotates, or asks for it (``ensure_stored``). Nothing else writes.
 2. **Strict**: an ID the store does not know is never adopted; the request gets a
    fresh session under a new server-made ID.
-3. **Deadlines**: a session ends at ``min(last_seen + idle, created + absolute)``.
+3. **Deadlines**: a session ends at ``min(last_seen + idle, created + absolute)``,
+   where the application may shorten, never lengthen, either bound for one
+   session (:meth:`.Session.set_expiry`: a smaller idle window, a fixed end).
    The idle deadline is renewed only when ``renew_fraction`` of the idle window
-   has passed, or for free along with a data write.
+   has passed, or for free along with a data write. A session whose deadline
+   has come by the time it is saved is ended then, not written.
 4. **Deltas**: a commit carries only the keys this request changed, merged by the
    store atomically; concurrent requests changing different keys both win.
 5. **No resurrection**: commits and rotations apply only to a session that still
@@ -60,21 +63,28 @@ class SaveResult:
 
     ``set_cookies`` are whole ``Set-Cookie`` values; ``header_token`` is the new
     token for the ``Session-Id`` response header (header transport only).
-    ``ended`` says the session no longer exists (destroyed, revoked meanwhile);
-    ``moved`` that a concurrent request rotated it: this request's changes went to
-    the new ID, which only the rotating response carries, so this response must
-    not send the old one again (it would sign that browser out).
+    ``ended`` says the session no longer exists (destroyed, revoked meanwhile,
+    or ``expired``: its deadline, such as the expiry the application set, had
+    come by this save, so it was deleted instead of written); ``moved`` that a
+    concurrent request rotated it: this request's changes went to the new ID,
+    which only the rotating response carries, so this response must not send
+    the old one again (it would sign that browser out).
     """
 
     set_cookies: tuple[str, ...] = ()
     header_token: str | None = None
     ended: bool = False
     moved: bool = False
+    expired: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """A user's session as shown in a "your active sessions" list: no secrets."""
+    """A user's session as shown in a "your active sessions" list: no secrets.
+
+    The deadlines are the ones in force (Unix seconds): the configured timeouts,
+    shortened by any expiry the application set on the session.
+    """
 
     handle: str
     user: str | None
@@ -91,10 +101,24 @@ NOTHING = SaveResult()
 MOVED_AWAY = SaveResult(moved=True)
 
 
+def idle_window(config: SessionConfig, meta: SessionMeta) -> float:
+    """The idle timeout in force for a session, seconds: ``idle_timeout``, or the
+    smaller idle limit the application set on it (never a larger one)."""
+    limit = meta.idle_limit
+    return config.idle_timeout if limit is None or limit >= config.idle_timeout else limit
+
+
 def deadlines(config: SessionConfig, meta: SessionMeta) -> tuple[float, float]:
-    """Return (idle deadline, absolute deadline) of a session, Unix seconds."""
+    """Return (idle deadline, absolute deadline) of a session, Unix seconds.
+
+    The absolute deadline is ``created_at + absolute_timeout``, or the fixed end
+    the application set if earlier; the idle deadline is ``last_seen_at`` plus
+    :func:`idle_window`, never past the absolute one.
+    """
     absolute = meta.created_at + config.absolute_timeout
-    return min(meta.last_seen_at + config.idle_timeout, absolute), absolute
+    if meta.ends_at is not None and meta.ends_at < absolute:
+        absolute = meta.ends_at
+    return min(meta.last_seen_at + idle_window(config, meta), absolute), absolute
 
 
 def is_expired(config: SessionConfig, meta: SessionMeta, now: float) -> bool:
@@ -103,8 +127,16 @@ def is_expired(config: SessionConfig, meta: SessionMeta, now: float) -> bool:
 
 
 def renewal_due(config: SessionConfig, meta: SessionMeta, now: float) -> bool:
-    """Whether a request at ``now`` must push the idle deadline forward (one write)."""
-    return now - meta.last_seen_at >= config.renew_after
+    """Whether a request at ``now`` must push the idle deadline forward (one write):
+    once ``renew_fraction`` of the session's :func:`idle_window` has passed."""
+    return now - meta.last_seen_at >= idle_window(config, meta) * config.renew_fraction
+
+
+def index_deadline(config: SessionConfig, meta: SessionMeta) -> float:
+    """How long a user-index entry must last (``Commit.absolute_at``): the configured
+    absolute deadline. Not the application's fixed end, which a later request may
+    lift: an index entry gone before its session would hide it from revocation."""
+    return meta.created_at + config.absolute_timeout
 
 
 def new_session(
@@ -175,7 +207,11 @@ def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult
     if session.key is None:
         if not (session.create_requested or session.has_changes or session.user is not None):
             return _sessionless(session)
+        if _expires_at(session.config, session.meta, now) <= now:
+            return _ended(session, expired=True)  # born past its deadline (set_expiry(-1)): never stored
         return (yield from _create(session, now))
+    if _expires_at(session.config, session.meta, now) <= now:
+        return (yield from _expire(session, now))
     if session.rotate_requested:
         return (yield from _rotate(session, now, ip))
     commit = _commit_for(session, now, ip)
@@ -319,13 +355,27 @@ def _event(
 
 
 def _expires_at(config: SessionConfig, meta: SessionMeta, now: float) -> float:
-    return min(now + config.idle_timeout, meta.created_at + config.absolute_timeout)
+    """The store expiry of a session renewed at ``now``: its idle deadline from now."""
+    return min(now + idle_window(config, meta), deadlines(config, meta)[1])
+
+
+def _expire(session: Session, now: float) -> Plan[SaveResult]:
+    """A stored session whose deadline came before its save: delete it, write nothing."""
+    config = session.config
+    key = session.key or ""
+    ended = yield from _delete_following_moves(key)
+    if ended is not None:
+        configured = now >= session.meta.created_at + config.absolute_timeout
+        reason = "absolute timeout" if configured else "the expiry set by the application"
+        yield _event(EventKind.EXPIRED, now, ended, session.user, reason)
+    return _ended(session, expired=True)
 
 
 def _commit_for(session: Session, now: float, ip: str | None) -> Commit | None:
     config = session.config
     to_set, unset = session.delta()
-    renew = bool(to_set or unset) or renewal_due(config, session.meta, now)
+    # A new expiry is a renewal: the store expiry follows it, shorter or back to the default.
+    renew = bool(to_set or unset) or session.expiry_changed or renewal_due(config, session.meta, now)
     if not (renew or session.user_changed or session.persistent_changed):
         return None
     meta: dict[str, str] = {}
@@ -339,6 +389,8 @@ def _commit_for(session: Session, now: float, ip: str | None) -> Commit | None:
         meta.update(encode_meta_fields(user=session.meta.user))
     if session.persistent_changed:
         meta.update(encode_meta_fields(persistent=session.meta.persistent))
+    if session.expiry_changed:
+        meta.update(encode_meta_fields(idle_limit=session.meta.idle_limit, ends_at=session.meta.ends_at))
     index_user = session.meta.user if session.user_changed else None
     return Commit(
         set_data=to_set,
@@ -346,7 +398,7 @@ def _commit_for(session: Session, now: float, ip: str | None) -> Commit | None:
         meta=meta,
         expires_at=expires_at,
         index_user=index_user,
-        absolute_at=deadlines(config, session.meta)[1],
+        absolute_at=index_deadline(config, session.meta),
     )
 
 
@@ -390,7 +442,7 @@ def _create(session: Session, now: float) -> Plan[SaveResult]:
         meta=encode_meta(meta),
         expires_at=_expires_at(config, meta, now),
         index_user=meta.user,
-        absolute_at=deadlines(config, meta)[1],
+        absolute_at=index_deadline(config, meta),
     )
     for _ in range(_CREATE_ATTEMPTS):
         session_id = new_session_id()
@@ -414,6 +466,8 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
         user=meta.user,
         persistent=meta.persistent,
         csrf_secret=meta.csrf_secret,
+        idle_limit=meta.idle_limit,
+        ends_at=meta.ends_at,
     )
     commit = Commit(
         set_data=to_set,
@@ -421,23 +475,31 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
         meta=fields,
         expires_at=_expires_at(config, meta, now),
         index_user=meta.user,
-        absolute_at=deadlines(config, meta)[1],
+        absolute_at=index_deadline(config, meta),
     )
     session_id = new_session_id()
     key = storage_key(session_id)
     result: CommitResult = yield ("rotate", (old_key, key, commit, config.rotation_grace))
     if result.outcome is Outcome.MOVED and result.moved_to:
         # A concurrent request rotated first: its response carries the new ID;
-        # ours only forwards its changes there, the user only if this request
-        # changed it (else a stale copy would undo the other's sign-in or sign-out).
+        # ours only forwards its changes there, the user and the expiry only if this
+        # request changed them (else a stale copy would undo the other's sign-in or sign-out).
+        forwarded: dict[str, str] = {}
+        if session.user_changed:
+            forwarded.update(encode_meta_fields(user=meta.user))
+        if session.expiry_changed:
+            forwarded.update(
+                encode_meta_fields(last_seen_at=now, idle_limit=meta.idle_limit, ends_at=meta.ends_at)
+            )
         yield from _commit_following_moves(
             result.moved_to,
             Commit(
                 set_data=to_set,
                 unset_data=unset,
-                meta=encode_meta_fields(user=meta.user) if session.user_changed else {},
+                meta=forwarded,
+                expires_at=_expires_at(config, meta, now) if session.expiry_changed else None,
                 index_user=meta.user if session.user_changed else None,
-                absolute_at=deadlines(config, meta)[1],
+                absolute_at=index_deadline(config, meta),
             ),
         )
         return MOVED_AWAY
@@ -465,11 +527,12 @@ def _issue(session: Session, session_id: str, now: float, clear_pre_csrf: bool =
     return SaveResult(set_cookies=tuple(cookies))
 
 
-def _ended(session: Session) -> SaveResult:
+def _ended(session: Session, expired: bool = False) -> SaveResult:
     if session.via_header or not session.presented:
-        return SaveResult(ended=True)
+        return SaveResult(ended=True, expired=expired)
     config = session.config
-    return SaveResult(set_cookies=(set_cookie(config, config.cookie_name or "", "", 0),), ended=True)
+    cleared = (set_cookie(config, config.cookie_name or "", "", 0),)
+    return SaveResult(set_cookies=cleared, ended=True, expired=expired)
 
 
 def _sessionless(session: Session) -> SaveResult:

@@ -14,6 +14,7 @@ that introduced it, with the key in the message.
 from __future__ import annotations
 
 import copy
+import math
 import secrets
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -44,8 +45,9 @@ class Session(MutableMapping[str, Any]):
 
     Besides the mapping API it offers :meth:`modify` / :meth:`amodify` (atomic
     read-modify-write of one key), :meth:`rotate` (new ID at sign-in),
-    :meth:`destroy` (logout), :attr:`user` (bind to a user), :attr:`csrf_token`
-    and read-only metadata. Build one through a manager, not directly.
+    :meth:`destroy` (logout), :attr:`user` (bind to a user), :meth:`set_expiry`
+    (a shorter server-side lifetime), :attr:`csrf_token` and read-only
+    metadata. Build one through a manager, not directly.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Session(MutableMapping[str, Any]):
         self.destroy_requested = False
         self.user_changed = False
         self.persistent_changed = False
+        self.expiry_changed = False
         self.create_requested = False
         #: Free text for the ROTATED / DESTROYED event of this request.
         self.end_reason = ""
@@ -243,6 +246,41 @@ class Session(MutableMapping[str, Any]):
         return csrf.token_matches(self.meta.csrf_secret or self.pre_csrf_secret, presented)
 
     # -- timing --------------------------------------------------------------
+    def set_expiry(self, idle: float | None = None, *, at: float | None = None) -> None:
+        """Shorten this session's server-side lifetime; never lengthen it.
+
+        ``idle``: seconds of inactivity after which the session ends, sliding
+        like the configured ``idle_timeout`` (each renewal pushes it on); the
+        shorter of the two applies. ``at``: the Unix time (seconds) at which it
+        ends however busy it is; the earlier of it and the absolute deadline
+        applies. None (the default) sets no limit of that kind, so
+        ``set_expiry()`` returns the session to the configured timeouts. Each
+        call replaces both limits. Stored with the session's metadata at the end
+        of the request and kept across :meth:`rotate`.
+
+        The configured timeouts stay upper bounds: ``set_expiry(14 * 86400)``
+        ("remember me") on a 30-minute ``idle_timeout`` still ends the session
+        after 30 idle minutes, and every session still ends at
+        ``absolute_timeout``. A limit already reached (``idle <= 0``, ``at`` not
+        in the future) ends the session at this request's save: it is deleted,
+        not stored, and its cookie cleared. Raises ``TypeError`` for a value that
+        is not a number and ``ValueError`` for NaN or an infinity.
+        """
+        idle_limit, ends_at = _seconds("idle", idle), _seconds("at", at)
+        if (idle_limit, ends_at) != (self.meta.idle_limit, self.meta.ends_at):
+            self.meta = self.meta.with_changes(idle_limit=idle_limit, ends_at=ends_at)
+            self.expiry_changed = True
+
+    @property
+    def idle_limit(self) -> float | None:
+        """The idle limit :meth:`set_expiry` gave this session (seconds), or None."""
+        return self.meta.idle_limit
+
+    @property
+    def ends_at(self) -> float | None:
+        """The fixed end :meth:`set_expiry` gave this session (Unix time, seconds), or None."""
+        return self.meta.ends_at
+
     @property
     def created_at(self) -> float:
         """Unix time the session was created (seconds)."""
@@ -255,13 +293,18 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def absolute_expires_at(self) -> float:
-        """Unix time the session ends however busy it is."""
-        return self.meta.created_at + self.config.absolute_timeout
+        """Unix time the session ends however busy it is (the ``at`` of :meth:`set_expiry` if earlier)."""
+        return self._deadlines()[1]
 
     @property
     def idle_expires_at(self) -> float:
-        """Unix time the session ends if unused (never past the absolute deadline)."""
-        return min(self.meta.last_seen_at + self.config.idle_timeout, self.absolute_expires_at)
+        """Unix time the session ends if unused (never past :attr:`absolute_expires_at`)."""
+        return self._deadlines()[0]
+
+    def _deadlines(self) -> tuple[float, float]:
+        from .lifecycle import deadlines  # the one place deadlines are computed (it imports this module)
+
+        return deadlines(self.config, self.meta)
 
     # -- atomic read-modify-write ----------------------------------------------
     def modify(self, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
@@ -310,7 +353,7 @@ class Session(MutableMapping[str, Any]):
         self._deleted.clear()
         self._sizes.clear()
         self.rotate_requested = self.create_requested = False
-        self.user_changed = self.persistent_changed = False
+        self.user_changed = self.persistent_changed = self.expiry_changed = False
         if renewed_at is not None:
             self.meta = self.meta.with_changes(last_seen_at=renewed_at)
 
@@ -368,3 +411,14 @@ class Session(MutableMapping[str, Any]):
                 size=total,
                 limit=self.config.max_size,
             )
+
+
+def _seconds(name: str, value: float | None) -> float | None:
+    """A :meth:`Session.set_expiry` argument as the metadata keeps it (rounded to ms), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"set_expiry({name}=...) takes seconds as a number, or None; got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"set_expiry({name}=...) must be finite; got {value!r}")
+    return round(float(value), 3)
