@@ -580,4 +580,4 @@ class PostgresStore:
         self.close()
 
 
-__all__ = ["PostgresStore"]
+__all__ = ["NoAnswerError", "PostgresStore"]
