@@ -4,7 +4,8 @@
 only session settings; Django's own SessionMiddleware, CSRF, ``authenticate`` /
 ``login`` / ``logout``, templates showing ``user.username``, the admin and
 ``manage.py clearsessions`` are used unchanged, on SQLite, Redis and Redis
-Cluster stores.
+Cluster stores. The last tests use the behaviour-suite Django app for what the
+project's views do not do: a ``save()`` that creates the session sending its key.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_apps import DJANGO_PROJECT, serve, session_cookie
+from live_apps import DJANGO_PROJECT, LiveApp, serve, session_cookie
 
 from serversession.core.ids import is_well_formed
 
@@ -180,3 +181,28 @@ def test_admin_sign_in_and_revoke_action(project: Project) -> None:
 def test_clearsessions_runs(project: Project) -> None:
     done = project.manage("clearsessions")
     assert done.returncode == 0, done.stderr
+
+
+# -- Django's session API on the server side, through the behaviour app under waitress ----------------
+
+
+@pytest.fixture(scope="module")
+def behaviour(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """The behaviour-suite Django app on SQLite, with a 60 s idle timeout (SESSION_COOKIE_AGE)."""
+    workdir = tmp_path_factory.mktemp("django-behaviour")
+    env = {"SS_STORE": f"sqlite:///{workdir / 's.sqlite3'}", "SS_IDLE": "60", "SS_DB": str(workdir / "d.sqlite3")}
+    with serve("behaviour_django:app", workdir, env=env) as url:
+        yield LiveApp("django", url)
+
+
+def test_save_on_a_new_session_sends_its_key(behaviour: LiveApp) -> None:
+    """``if not request.session.session_key: request.session.save()`` must hand the new key
+    to the browser, as Django's db and cache engines do (save() marks the session modified)."""
+    browser = behaviour.browser()
+    response = browser.post("/save-now")
+    assert response.status_code == 200, response.text
+    key = response.json()["key"]
+    assert is_well_formed(key) and browser.session_id == key
+    assert browser.post("/save-now").json()["key"] == key  # the browser's session, stored
+    assert browser.post("/set/a", 1).status_code == 200 and browser.session_id == key
+

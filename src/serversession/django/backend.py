@@ -12,6 +12,9 @@ every ``SESSION_COOKIE_*`` setting, ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` and
   requests changing different keys both keep theirs); the session is bound to
   the signed-in user (``_auth_user_id``) so it can be listed and revoked.
   Raises ``UpdateError`` (Django answers 400) when the session was ended meanwhile.
+  A ``save()`` that creates the session marks it modified, as Django's own
+  engines do, so the common ``if not request.session.session_key:
+  request.session.save()`` gets its new key to the browser.
 * ``cycle_key()`` (``login()``): a rotation, stored at once (as Django's own
   engines do), so ``session_key`` is the new ID from then on. The old ID dies.
 * ``flush()`` (``logout()``): the stored session is deleted at once.
@@ -235,6 +238,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         ours.user = None if user is None else str(user)
         ours.persistent = not self.get_expire_at_browser_close()
         ours.ensure_stored()
+        creating = ours.is_new
         result = self._manager.save(ours, ip=self._ip)
         if result.moved:
             # Another request rotated the session meanwhile (a login in another tab) and
@@ -247,6 +251,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             raise UpdateError
         self._session_key = token_for_client(self._manager.config, ours.session_id)
         self._session_cache = ours  # the lifecycle settled it: a later save writes only later changes
+        if creating:
+            self.modified = True  # as Django's engines do: the new key must reach the browser
 
     def delete(self, session_key: str | None = None) -> None:
         """Delete the session under ``session_key`` (default: this one) from the store now."""

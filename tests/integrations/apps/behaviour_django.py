@@ -83,6 +83,14 @@ def rotate(request: HttpRequest) -> JsonResponse:
 
 
 @require_POST
+def save_now(request: HttpRequest) -> JsonResponse:
+    """The common idiom for "give me a session key now"."""
+    if not request.session.session_key:
+        request.session.save()
+    return ok(request, key=request.session.session_key)
+
+
+@require_POST
 def login_view(request: HttpRequest, name: str) -> JsonResponse:
     user, _ = get_user_model().objects.get_or_create(username=name)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -118,6 +126,7 @@ urlpatterns = [
     path("set/<str:key>", set_value),
     path("incr/<str:key>", incr),
     path("rotate", rotate),
+    path("save-now", save_now),
     path("login/<str:name>", login_view),
     path("logout", logout_view),
     path("sessions", sessions),
