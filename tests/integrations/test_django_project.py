@@ -5,7 +5,8 @@ only session settings; Django's own SessionMiddleware, CSRF, ``authenticate`` /
 ``login`` / ``logout``, templates showing ``user.username``, the admin and
 ``manage.py clearsessions`` are used unchanged, on SQLite, Redis and Redis
 Cluster stores. The last tests use the behaviour-suite Django app for what the
-project's views do not do: a ``save()`` that creates the session sending its key.
+project's views do not do: ``set_expiry()`` enforced on the server, and a
+``save()`` that creates the session sending its key.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,3 +208,41 @@ def test_save_on_a_new_session_sends_its_key(behaviour: LiveApp) -> None:
     assert browser.post("/save-now").json()["key"] == key  # the browser's session, stored
     assert browser.post("/set/a", 1).status_code == 200 and browser.session_id == key
 
+
+def test_set_expiry_is_enforced_on_the_server(behaviour: LiveApp) -> None:
+    """A cookie replayed past the expiry the app set (a stolen one, or a client that
+    ignores Max-Age) finds nothing: the server ends the session too."""
+
+    def session_with(kind: str, seconds: float | None) -> str:
+        browser = behaviour.browser()
+        assert browser.post("/set/a", 1).status_code == 200
+        response = browser.post("/expiry", {"kind": kind, "seconds": seconds})
+        assert response.status_code == 200, response.text
+        return response.json()["key"]
+
+    def alive(key: str) -> bool:
+        return behaviour.browser(key).value("a") == 1
+
+    short = [session_with("int", 1), session_with("datetime", 1), session_with("timedelta", 1)]
+    ended = [session_with("int", -10), session_with("datetime", -10), session_with("timedelta", -10)]
+    default = [session_with("int", 0), session_with("none", None)]
+    lifted = behaviour.browser()
+    lifted.post("/set/a", 1)
+    lifted.post("/expiry", {"kind": "int", "seconds": 1})
+    lifted.post("/expiry", {"kind": "none"})  # back to the global policy
+    default.append(lifted.session_id or "")
+    assert not any(alive(key) for key in ended)  # ended at once
+    assert all(alive(key) for key in short + default)
+    time.sleep(1.3)
+    assert not any(alive(key) for key in short)
+    assert all(alive(key) for key in default)  # SESSION_COOKIE_AGE is 60 s
+
+
+def test_set_expiry_in_the_past_answers_without_an_error_and_drops_the_cookie(behaviour: LiveApp) -> None:
+    browser = behaviour.browser()
+    browser.post("/set/a", 1)
+    response = browser.post("/expiry", {"kind": "int", "seconds": -10})
+    assert response.status_code == 200, response.text
+    cookie = session_cookie(response, "sessionid")
+    assert cookie is not None and "Max-Age=-10" in cookie
+    assert browser.session_id is None and browser.value("a") is None

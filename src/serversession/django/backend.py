@@ -18,11 +18,17 @@ every ``SESSION_COOKIE_*`` setting, ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` and
 * ``cycle_key()`` (``login()``): a rotation, stored at once (as Django's own
   engines do), so ``session_key`` is the new ID from then on. The old ID dies.
 * ``flush()`` (``logout()``): the stored session is deleted at once.
-* ``set_expiry()`` / ``get_expiry_age()``: Django's cookie-side expiry, unchanged
-  (``set_expiry(0)`` gives a browser-session cookie). On the server a session
-  ends at the idle timeout (``SESSION_COOKIE_AGE``) or the absolute timeout,
-  whichever comes first; ``set_expiry`` can shorten the cookie, never stretch
-  the server-side lifetime.
+* ``set_expiry()``: enforced on the server too, through
+  :meth:`Session.set_expiry <serversession.Session.set_expiry>`, at the next
+  ``save()``. An int is seconds of inactivity (sliding), a ``datetime`` or
+  ``timedelta`` a fixed end, ``0`` a browser-session cookie with the default
+  server lifetime, ``None`` the global policy; a value already reached
+  (``set_expiry(-10)``, a past datetime) ends the session at that save (deleted,
+  the key gone: the cookie Django then sends has a negative ``Max-Age``). It
+  shortens the server-side lifetime, never stretches it: a session still ends at
+  the idle timeout (``SESSION_COOKIE_AGE``) or the absolute timeout, so a
+  "remember me" ``set_expiry(14 days)`` stays bounded by the absolute timeout.
+  ``get_expiry_age()`` and the cookie are Django's, unchanged.
 * ``clear_expired()`` (``manage.py clearsessions``): purges expired sessions
   (a no-op on stores with native expiry such as Redis).
 * Added: ``modify(key, fn, default)`` (atomic read-modify-write) and ``raw``
@@ -46,6 +52,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -64,6 +71,8 @@ T = TypeVar("T")
 
 #: ``django.contrib.auth.SESSION_KEY``: where Django keeps the signed-in user's ID.
 AUTH_USER_KEY = "_auth_user_id"
+#: Where Django's ``set_expiry()`` keeps its value (seconds, or an ISO 8601 datetime).
+EXPIRY_KEY = "_session_expiry"
 
 _managers: dict[tuple[Any, ...], SessionManager] = {}
 _managers_lock = threading.Lock()
@@ -127,6 +136,27 @@ def remember_client(meta: Mapping[str, Any]) -> None:
     receivers in a copied context, so what they record never reaches the request.
     """
     _client.set((meta.get("HTTP_USER_AGENT", ""), meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR")))
+
+
+def _apply_expiry(ours: Session, value: Any) -> None:
+    """Carry Django's ``set_expiry()`` value (as kept under ``_session_expiry``) to the server side.
+
+    An int or float is an idle limit in seconds (``0``: none, the cookie ends
+    with the browser), an ISO 8601 text a fixed end (naive means local time, as
+    Django's ``timezone.now()`` is without ``USE_TZ``); None or anything else
+    returns the session to the global policy.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value:
+        ours.set_expiry(value)
+    elif isinstance(value, str):
+        try:
+            ends = datetime.fromisoformat(value)
+        except ValueError:
+            ours.set_expiry()
+        else:
+            ours.set_expiry(at=ends.timestamp())
+    else:
+        ours.set_expiry()
 
 
 def _forget_client(sender: Any, **kwargs: Any) -> None:
@@ -237,6 +267,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         user = ours.get(AUTH_USER_KEY)
         ours.user = None if user is None else str(user)
         ours.persistent = not self.get_expire_at_browser_close()
+        _apply_expiry(ours, ours.get(EXPIRY_KEY))
         ours.ensure_stored()
         creating = ours.is_new
         result = self._manager.save(ours, ip=self._ip)
@@ -247,6 +278,12 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             # middleware then answers the view's response as is; Django's answers 400).
             self.moved_away = True
             raise UpdateError
+        if result.expired:
+            # set_expiry() in the past (or a limit of 0 seconds or less): the session ended
+            # here, as Django's engines end it; not an error, the key is simply gone.
+            self._session_cache = self._open(None)
+            self._session_key = None
+            return
         if result.ended or ours.session_id is None:
             raise UpdateError
         self._session_key = token_for_client(self._manager.config, ours.session_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import timedelta
 from typing import Any
 
 import django
@@ -45,6 +46,7 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.http import HttpRequest, JsonResponse  # noqa: E402
 from django.middleware.csrf import get_token  # noqa: E402
 from django.urls import path  # noqa: E402
+from django.utils import timezone  # noqa: E402
 from django.views.decorators.http import require_GET, require_POST  # noqa: E402
 
 from serversession.django import list_user_sessions, revoke_user_sessions  # noqa: E402
@@ -91,6 +93,22 @@ def save_now(request: HttpRequest) -> JsonResponse:
 
 
 @require_POST
+def expiry(request: HttpRequest) -> JsonResponse:
+    """``set_expiry()`` with each kind of value Django takes: ``{"kind": ..., "seconds": n}``."""
+    spec = json.loads(request.body)
+    kind, seconds = spec["kind"], spec.get("seconds")
+    value: Any = None
+    if kind == "int":
+        value = seconds
+    elif kind == "datetime":
+        value = timezone.now() + timedelta(seconds=seconds)
+    elif kind == "timedelta":
+        value = timedelta(seconds=seconds)
+    request.session.set_expiry(value)
+    return ok(request, key=request.session.session_key)
+
+
+@require_POST
 def login_view(request: HttpRequest, name: str) -> JsonResponse:
     user, _ = get_user_model().objects.get_or_create(username=name)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -127,6 +145,7 @@ urlpatterns = [
     path("incr/<str:key>", incr),
     path("rotate", rotate),
     path("save-now", save_now),
+    path("expiry", expiry),
     path("login/<str:name>", login_view),
     path("logout", logout_view),
     path("sessions", sessions),
