@@ -7,8 +7,10 @@ In ``settings.py``::
 
 ``login()``, ``logout()``, ``request.session`` in views and templates, the
 admin, the ``SESSION_COOKIE_*`` settings, ``SESSION_EXPIRE_AT_BROWSER_CLOSE``,
-``set_expiry()`` and ``manage.py clearsessions`` work unchanged (see
-:mod:`.backend` for how each maps onto the lifecycle). Listing and revoking a
+``set_expiry()`` (enforced on the server too) and ``manage.py clearsessions``
+work unchanged (see :mod:`.backend` for how each maps onto the lifecycle).
+Django's own session test suite runs against this engine in
+``tests/integrations/test_django_upstream.py``. Listing and revoking a
 user's sessions: :mod:`.sessions` (and the admin action in :mod:`.admin`).
 Optionally, :class:`serversession.django.middleware.SessionMiddleware` replaces
 Django's to answer a store outage with ``503`` instead of ``500``.
