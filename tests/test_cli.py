@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,21 @@ def test_migrate_from_sqlite_to_a_server_store_keeps_every_session(
         assert len(manager.list_sessions("alice")) == 2
     finally:
         manager.store.close()
+
+
+def test_demo_help_documents_the_insecure_cookie_flag() -> None:
+    shown = cli("demo", "--help")
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    assert "--insecure-cookie" in text and "Secure" in text and "SERVERSESSION_INSECURE_COOKIE" in text
+    assert "default: off" in text
+
+
+def test_demo_refuses_an_unreadable_insecure_cookie_setting(tmp_path: Path) -> None:
+    env = {**os.environ, "SERVERSESSION_INSECURE_COOKIE": "perhaps"}
+    result = subprocess.run(
+        [sys.executable, "-m", "serversession", "demo", "--store", "memory://", "--port", "0"],
+        capture_output=True, text=True, timeout=60, check=False, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "SERVERSESSION_INSECURE_COOKIE" in result.stderr and "Traceback" not in result.stderr

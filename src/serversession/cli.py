@@ -1,7 +1,7 @@
 """The ``serversession`` command line: the demo shop and session administration.
 
     serversession demo [--host H] [--port P] [--store URL] [--idle-timeout S]
-                       [--absolute-timeout S] [--workers N]
+                       [--absolute-timeout S] [--workers N] [--insecure-cookie]
     serversession sessions list  [--store URL] [--user U] [--older-than S] [--idle-over S] [--json]
     serversession sessions show  HANDLE [--store URL]
     serversession sessions revoke (HANDLE | --user U) [--store URL]
@@ -11,7 +11,8 @@
 
 Settings also come from the environment (``SERVERSESSION_STORE``,
 ``SERVERSESSION_IDLE_TIMEOUT``, ``SERVERSESSION_ABSOLUTE_TIMEOUT``,
-``SERVERSESSION_SECRET_KEY``). Errors print one line to stderr and exit 2.
+``SERVERSESSION_SECRET_KEY``, and for the demo ``SERVERSESSION_INSECURE_COOKIE=1``).
+Errors print one line to stderr and exit 2.
 Administrative commands may scan the whole store; none of this runs per request.
 """
 
@@ -62,11 +63,32 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     demo = with_store(sub.add_parser("demo", help="run the demo shop"))
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--idle-timeout", type=float, default=_env_float("SERVERSESSION_IDLE_TIMEOUT", 1800.0))
-    demo.add_argument("--absolute-timeout", type=float, default=_env_float("SERVERSESSION_ABSOLUTE_TIMEOUT", 43200.0))
-    demo.add_argument("--workers", type=int, default=1)
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    idle = _env_float("SERVERSESSION_IDLE_TIMEOUT", 1800.0)
+    absolute = _env_float("SERVERSESSION_ABSOLUTE_TIMEOUT", 43200.0)
+    demo.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=idle,
+        metavar="S",
+        help=f"a session unused for S seconds ends (default {idle:g})",
+    )
+    demo.add_argument(
+        "--absolute-timeout",
+        type=float,
+        default=absolute,
+        metavar="S",
+        help=f"a session ends S seconds after it was created (default {absolute:g})",
+    )
+    demo.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the store (default 1)")
+    demo.add_argument(
+        "--insecure-cookie",
+        action="store_true",
+        help="drop the session cookie's Secure attribute (and so its __Host- prefix), for plain HTTP on a host "
+        "other than localhost; never needed on http://localhost, which browsers treat as secure "
+        "(also SERVERSESSION_INSECURE_COOKIE=1; default: off)",
+    )
 
     sessions = sub.add_parser("sessions", help="list, show or revoke stored sessions")
     ssub = sessions.add_subparsers(dest="action", required=True)
@@ -244,6 +266,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .demo.app import ENV_INSECURE_COOKIE, env_flag
     from .demo.server import serve
 
     serve(
@@ -254,6 +277,7 @@ def _demo(args: argparse.Namespace) -> int:
         absolute_timeout=args.absolute_timeout,
         workers=args.workers,
         secret_key=os.environ.get("SERVERSESSION_SECRET_KEY") or None,
+        insecure_cookie=args.insecure_cookie or env_flag(os.environ, ENV_INSECURE_COOKIE),
     )
     return 0
 

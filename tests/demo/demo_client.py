@@ -3,13 +3,19 @@
 :class:`DemoServer` starts ``python -m serversession demo`` on a free port (the
 way a person or a benchmark starts it), waits until ``/healthz`` answers, and
 stops it with SIGTERM, checking that it exits cleanly. :class:`ApiClient` is an
-httpx client that keeps the session cookie (the demo's cookie is not Secure, so
-httpx's jar sends it back over http://127.0.0.1) and the CSRF token.
+httpx client that keeps the session cookie and the CSRF token.
+
+The demo's cookie is ``__Host-session`` with ``Secure``, also over plain HTTP (as
+browsers allow for localhost). Python's cookie jars never send a Secure cookie
+over ``http://``, not even to 127.0.0.1, so the clients here that keep cookies
+use :class:`LoopbackJar`, which treats loopback as secure the way browsers do;
+the others send the ``Cookie`` header themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import shutil
@@ -24,6 +30,7 @@ from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -31,12 +38,18 @@ from servers import HOST, free_port
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
-COOKIE = "session"
+#: The demo's session cookie (``session`` when started with ``insecure_cookie=True``).
+COOKIE = "__Host-session"
 PASSWORDS = {"alice": "wonderland", "bob": "builder"}
 
 
 def demo_command(
-    port: int, store_url: str, *, idle_timeout: float | None = None, workers: int | None = None
+    port: int,
+    store_url: str,
+    *,
+    idle_timeout: float | None = None,
+    workers: int | None = None,
+    insecure_cookie: bool = False,
 ) -> list[str]:
     """The one place that knows how to start the demo (switch here if the CLI changes)."""
     argv = [sys.executable, "-m", "serversession", "demo", "--host", HOST, "--port", str(port), "--store", store_url]
@@ -44,6 +57,8 @@ def demo_command(
         argv += ["--idle-timeout", str(idle_timeout)]
     if workers is not None:
         argv += ["--workers", str(workers)]
+    if insecure_cookie:
+        argv.append("--insecure-cookie")
     return argv
 
 
@@ -56,12 +71,13 @@ class DemoServer:
 
     def __init__(
         self, store_url: str, *, idle_timeout: float | None = None, workers: int | None = None,
-        env: dict[str, str] | None = None,
+        env: dict[str, str] | None = None, insecure_cookie: bool = False,
     ) -> None:
         self.store_url = store_url
         self.extra_env = env or {}
         self.idle_timeout = idle_timeout
         self.workers = workers
+        self.insecure_cookie = insecure_cookie
         self.dir = Path(tempfile.mkdtemp(prefix="ss-demo-"))
         self.log_path = self.dir / "demo.log"
         self.port = 0
@@ -71,11 +87,17 @@ class DemoServer:
 
     @property
     def url(self) -> str:
+        """Where the tests' HTTP clients connect (the loopback address it listens on)."""
         return f"http://{HOST}:{self.port}"
 
     @property
+    def localhost_url(self) -> str:
+        """The address the demo tells a person to open (``localhost``: a secure origin to browsers)."""
+        return f"http://localhost:{self.port}"
+
+    @property
     def banner(self) -> str:
-        return f"serversession demo serving on {self.url} (store: {self.store_url})"
+        return f"serversession demo serving on {self.localhost_url} (store: {self.store_url})"
 
     @property
     def db_path(self) -> Path:
@@ -102,7 +124,10 @@ class DemoServer:
 
     def _start_once(self) -> bool:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SERVERSESSION_")} | self.extra_env
-        argv = demo_command(self.port, self.store_url, idle_timeout=self.idle_timeout, workers=self.workers)
+        argv = demo_command(
+            self.port, self.store_url, idle_timeout=self.idle_timeout, workers=self.workers,
+            insecure_cookie=self.insecure_cookie,
+        )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -160,7 +185,7 @@ class ApiClient:
 
     def __init__(self, server: DemoServer, *, user_agent: str | None = None) -> None:
         headers = {"User-Agent": user_agent} if user_agent else {}
-        self.http = httpx.Client(base_url=server.url, timeout=15, headers=headers)
+        self.http = browser_client(server, headers=headers)
         self.csrf: str | None = None
 
     def close(self) -> None:
@@ -232,6 +257,45 @@ def error_of(response: httpx.Response, status: int) -> str:
     body = response.json()
     assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
     return str(body["error"])
+
+
+class LoopbackJar(CookieJar):
+    """A cookie jar that sends a ``Secure`` cookie set by a loopback host back to it over plain HTTP.
+
+    Browsers count ``http://localhost`` and ``http://127.0.0.1`` as secure origins
+    and send the demo's Secure cookie there; :class:`http.cookiejar.DefaultCookiePolicy`
+    sends Secure cookies over https and wss only. A policy that said otherwise
+    would be lost: httpx copies the client's cookies into a fresh default jar for
+    every request. So the cookies a loopback host sets over ``http://`` are kept
+    with ``secure`` cleared (they stay bound to that host like any host-only
+    cookie); the ``Set-Cookie`` headers themselves are what the tests check.
+    """
+
+    def make_cookies(self, response: Any, request: urllib.request.Request) -> list[Cookie]:
+        cookies = super().make_cookies(response, request)
+        if request.type == "http" and is_loopback(urlsplit(request.get_full_url()).hostname):
+            for cookie in cookies:
+                cookie.secure = False
+        return cookies
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def browser_client(server: DemoServer, **kw: Any) -> httpx.Client:
+    """An httpx client that keeps and sends the demo's cookies as a browser would (see
+    :class:`LoopbackJar`); keyword arguments go to :class:`httpx.Client`."""
+    kw.setdefault("timeout", 15)
+    return httpx.Client(base_url=server.url, cookies=LoopbackJar(), **kw)
 
 
 class _KeepNoCookies(DefaultCookiePolicy):

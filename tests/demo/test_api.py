@@ -131,6 +131,49 @@ def test_healthz(sqlite_demo: DemoServer) -> None:
 
 def test_server_prints_where_it_serves(sqlite_demo: DemoServer) -> None:
     assert sqlite_demo.banner in sqlite_demo.log().splitlines()
+    assert "serving on http://localhost:" in sqlite_demo.banner  # bound to 127.0.0.1: a secure origin to browsers
+
+
+def cookie_parts(set_cookie: str) -> tuple[str, str, dict[str, str]]:
+    """(name, value, {lower-case attribute: value}) of one Set-Cookie header."""
+    first, *rest = (part.strip() for part in set_cookie.split(";"))
+    name, _, value = first.partition("=")
+    attributes = {}
+    for part in rest:
+        key, _, attribute = part.partition("=")
+        assert key.lower() not in attributes, set_cookie  # each attribute once
+        attributes[key.lower()] = attribute
+    return name, value, attributes
+
+
+def session_cookie(response: httpx.Response) -> tuple[str, str, dict[str, str]]:
+    """The one Set-Cookie of the session cookie in ``response``."""
+    found = [cookie_parts(v) for v in response.headers.get_list("set-cookie") if v.startswith(f"{COOKIE}=")]
+    assert len(found) == 1, response.headers.get_list("set-cookie")
+    return found[0]
+
+
+def test_the_session_cookie_has_the_librarys_secure_attributes(sqlite_demo: DemoServer) -> None:
+    """``__Host-…; Secure; HttpOnly; SameSite=Lax; Path=/``, no Domain, no expiry, over plain http://."""
+    assert COOKIE.startswith("__Host-")
+    with bare(sqlite_demo) as client:
+        started = client.get("/api/session")
+        name, value, attributes = session_cookie(started)
+        assert name == COOKIE and len(value) >= 43
+        assert attributes == {"secure": "", "httponly": "", "samesite": "Lax", "path": "/"}
+        csrf = started.json()["csrf_token"]
+        login = client.post(
+            "/api/login",
+            json={"username": "alice", "password": "wonderland"},
+            headers={"Cookie": f"{COOKIE}={value}", "X-CSRF-Token": csrf},
+        )
+        assert login.status_code == 200, login.text
+        rotated_name, rotated, attributes = session_cookie(login)  # the new ID at sign-in: the same attributes
+        assert rotated_name == COOKIE and rotated not in ("", value)
+        assert attributes == {"secure": "", "httponly": "", "samesite": "Lax", "path": "/"}
+    with ApiClient(sqlite_demo) as jar:  # a client that keeps cookies the way a browser does on localhost
+        jar.signed_in("bob")
+        assert jar.get("/api/me").json() == {"user": "bob"}
 
 
 def test_csrf_is_required_and_a_refusal_changes_nothing(sqlite_demo: DemoServer) -> None:

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from serversession import ConfigurationError
 from serversession.demo.app import app_from_env, create_app
-from serversession.demo.server import masked
+from serversession.demo.server import address, cookie_note, masked
 
 
 async def boom(request: Request) -> Response:
@@ -31,8 +31,17 @@ def test_settings_come_from_the_environment() -> None:
     app = app_from_env({"SERVERSESSION_STORE": "memory://", "SERVERSESSION_IDLE_TIMEOUT": "60",
                         "SERVERSESSION_ABSOLUTE_TIMEOUT": "120", "SERVERSESSION_SECRET_KEY": "k" * 32})
     config = app.state.demo.manager.config
-    assert (config.idle_timeout, config.absolute_timeout, config.cookie_secure) == (60.0, 120.0, False)
-    assert config.cookie_name == "session" and config.signer is not None
+    assert (config.idle_timeout, config.absolute_timeout, config.cookie_secure) == (60.0, 120.0, True)
+    assert config.cookie_name == "__Host-session" and config.signer is not None
+
+
+def test_the_cookie_is_secure_unless_asked_otherwise() -> None:
+    assert create_app("memory://").state.demo.manager.config.cookie_name == "__Host-session"
+    insecure = create_app("memory://", cookie_secure=False).state.demo.manager.config
+    assert (insecure.cookie_secure, insecure.cookie_name) == (False, "session")
+    for value, secure in [("", True), ("0", True), ("no", True), ("1", False), ("TRUE", False), (" yes ", False)]:
+        app = app_from_env({"SERVERSESSION_STORE": "memory://", "SERVERSESSION_INSECURE_COOKIE": value})
+        assert app.state.demo.manager.config.cookie_secure is secure, value
 
 
 @pytest.mark.parametrize(
@@ -42,11 +51,24 @@ def test_settings_come_from_the_environment() -> None:
         {"SERVERSESSION_STORE": "nosuch://x"},
         {"SERVERSESSION_IDLE_TIMEOUT": "100", "SERVERSESSION_ABSOLUTE_TIMEOUT": "10"},
         {"SERVERSESSION_SECRET_KEY": "too-short"},
+        {"SERVERSESSION_INSECURE_COOKIE": "maybe"},
     ],
 )
 def test_bad_settings_fail_at_start(env: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
         app_from_env({"SERVERSESSION_STORE": "memory://", **env})
+
+
+def test_the_address_to_open_is_localhost_for_loopback() -> None:
+    for host in ("127.0.0.1", "::1", "localhost", "LOCALHOST"):
+        assert address(host, 8000) == "http://localhost:8000"
+        assert cookie_note(host, insecure_cookie=False) is None
+    assert address("0.0.0.0", 8000) == "http://0.0.0.0:8000"
+    assert address("192.0.2.7", 80) == "http://192.0.2.7:80"
+    assert address("2001:db8::1", 8000) == "http://[2001:db8::1]:8000"
+    note = cookie_note("192.0.2.7", insecure_cookie=False)
+    assert note and "--insecure-cookie" in note  # sign-in would not stick there: say why and what to do
+    assert cookie_note("192.0.2.7", insecure_cookie=True) is None
 
 
 def test_printed_store_urls_hide_passwords() -> None:

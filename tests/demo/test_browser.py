@@ -4,6 +4,11 @@ Shop, cart, sign-in (the cart comes along), a dark theme on every page, the
 sessions page, a second device signed in and then signed out from the first,
 and sign-out. Each step saves a full-page screenshot under
 ``test-artifacts/screenshots/`` (git-ignored) for a human to look at.
+
+The demo serves plain HTTP with a ``Secure`` ``__Host-`` cookie: Chromium keeps
+and sends it for both loopback origins, so the laptop browses
+``http://localhost`` (the address the demo prints) and the phone
+``http://127.0.0.1``, and the cookie each keeps is checked.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from demo_client import DemoServer
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -61,6 +66,19 @@ class Steps:
         page.screenshot(path=str(SCREENSHOTS / f"{self.count:02d}-{name}.png"), full_page=True)
 
 
+def assert_session_cookie(context: BrowserContext, host: str) -> None:
+    """The browser holds exactly one session cookie: ``__Host-``, Secure, HttpOnly,
+    SameSite=Lax, Path=/, for this host only, gone when the browser closes."""
+    cookies = [c for c in context.cookies() if c["name"] == "__Host-session"]
+    assert len(cookies) == 1, context.cookies()
+    cookie = dict(cookies[0])
+    assert cookie.pop("value")
+    assert cookie == {
+        "name": "__Host-session", "domain": host, "path": "/", "expires": -1,
+        "httpOnly": True, "secure": True, "sameSite": "Lax",
+    }  # fmt: skip
+
+
 def sign_in(page: Page, user: str, password: str) -> None:
     page.fill("#username", user)
     page.fill("#password", password)
@@ -69,7 +87,7 @@ def sign_in(page: Page, user: str, password: str) -> None:
 
 def test_a_shopping_walk(browser: Browser, shop: DemoServer) -> None:
     steps = Steps()
-    laptop = browser.new_context(base_url=shop.url, viewport={"width": 1280, "height": 800})
+    laptop = browser.new_context(base_url=shop.localhost_url, viewport={"width": 1280, "height": 800})
     page = laptop.new_page()
 
     page.goto("/")
@@ -85,6 +103,7 @@ def test_a_shopping_walk(browser: Browser, shop: DemoServer) -> None:
     page.locator('.product-card[data-sku="candle-cedar"] .add-to-cart').click()
     expect(page.locator("#cart-badge")).to_have_text("3")
     expect(page.locator("#idle-remaining")).to_have_text(re.compile(r"\d+:\d\d"))  # stored now: a clock
+    assert_session_cookie(laptop, "localhost")
     steps.shot(page, "added-to-cart")
 
     page.click('.main-nav a[href="/cart"]')
@@ -101,6 +120,7 @@ def test_a_shopping_walk(browser: Browser, shop: DemoServer) -> None:
     expect(page.locator("#signed-in-user")).to_have_text("alice")
     expect(page.locator(".cart-row")).to_have_count(2)  # the cart came along
     expect(page.locator("#cart-badge")).to_have_text("3")
+    assert_session_cookie(laptop, "localhost")  # the rotated ID, same attributes
     steps.shot(page, "signed-in-cart-kept")
 
     page.click('.main-nav a[href="/settings"]')
@@ -121,6 +141,7 @@ def test_a_shopping_walk(browser: Browser, shop: DemoServer) -> None:
     steps.shot(page, "sessions-one-device")
 
     phone = browser.new_context(base_url=shop.url, user_agent=PHONE_UA, viewport={"width": 390, "height": 844})
+    assert shop.url.startswith("http://127.0.0.1:")
     phone_page = phone.new_page()
     phone_page.goto("/sessions")
     expect(phone_page).to_have_url(re.compile(r"/login\?next=/sessions$"))
@@ -128,6 +149,7 @@ def test_a_shopping_walk(browser: Browser, shop: DemoServer) -> None:
     expect(phone_page).to_have_url(re.compile(r"/sessions$"))
     expect(phone_page.locator(".session-row")).to_have_count(2)
     expect(phone_page.locator("html")).to_have_attribute("data-theme", "light")  # settings are per session
+    assert_session_cookie(phone, "127.0.0.1")
     steps.shot(phone_page, "phone-signed-in")
 
     page.reload()

@@ -4,15 +4,14 @@ session for a visitor who only looks (the browser test walks the same pages for 
 
 from __future__ import annotations
 
-import httpx
-from demo_client import DemoServer, error_of, form_token, stored_rows
+from demo_client import DemoServer, browser_client, error_of, form_token, stored_rows
 
 SKU = "tea-sencha"
 
 
 def test_get_pages_store_no_session(sqlite_demo: DemoServer) -> None:
     before = stored_rows(sqlite_demo.db_path)
-    with httpx.Client(base_url=sqlite_demo.url, timeout=15) as browser:
+    with browser_client(sqlite_demo) as browser:
         for path in ("/", "/login", "/cart", "/settings", "/sessions", "/api/cart", "/api/settings", "/healthz"):
             assert browser.get(path).status_code in (200, 303), path
         assert stored_rows(sqlite_demo.db_path) == before
@@ -21,7 +20,7 @@ def test_get_pages_store_no_session(sqlite_demo: DemoServer) -> None:
 
 
 def test_pages_with_forms(sqlite_demo: DemoServer) -> None:
-    with httpx.Client(base_url=sqlite_demo.url, timeout=15) as browser:
+    with browser_client(sqlite_demo) as browser:
         shop = browser.get("/")
         assert shop.status_code == 200 and shop.text.count('class="product-card"') == 8
         assert 'data-theme="light"' in shop.text
@@ -56,14 +55,14 @@ def test_pages_with_forms(sqlite_demo: DemoServer) -> None:
 
 
 def test_login_redirects_only_to_local_paths(sqlite_demo: DemoServer) -> None:
-    with httpx.Client(base_url=sqlite_demo.url, timeout=15) as browser:
+    with browser_client(sqlite_demo) as browser:
         token = form_token(browser.get("/login").text)
         form = {"csrf_token": token, "username": "bob", "password": "builder", "next": "//evil.example/x"}
         assert browser.post("/login", data=form).headers["location"] == "/"
 
 
 def test_oversized_form_is_413(sqlite_demo: DemoServer) -> None:
-    with httpx.Client(base_url=sqlite_demo.url, timeout=15) as browser:
+    with browser_client(sqlite_demo) as browser:
         token = form_token(browser.get("/login").text)
         response = browser.post("/cart/add", data={"csrf_token": token, "sku": SKU, "qty": "1", "pad": "x" * 20_000})
         assert response.status_code == 413
@@ -75,7 +74,7 @@ def test_pictures_are_inline_svg_not_emoji(sqlite_demo: DemoServer) -> None:
     import re
 
     emoji = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
-    with httpx.Client(base_url=sqlite_demo.url, timeout=15) as browser:
+    with browser_client(sqlite_demo) as browser:
         for path in ("/", "/cart", "/login", "/settings"):
             page = browser.get(path).text
             assert not emoji.search(page), path

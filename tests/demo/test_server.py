@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
-from demo_client import ApiClient, DemoServer, bare, error_of
+from demo_client import COOKIE, ApiClient, DemoServer, bare, error_of
 
 from servers import RedisServer
 
@@ -43,6 +43,27 @@ def test_signed_cookies_with_a_secret_key() -> None:
         forged = f"{session_id}.{'A' * len(tag)}"
         with bare(demo, forged) as forger:
             error_of(forger.get("/api/me"), 401)
+
+
+def test_insecure_cookie_flag_drops_secure_in_every_worker() -> None:
+    """``--insecure-cookie`` (for plain HTTP on another host): a plain ``session`` cookie
+    without Secure, which any cookie jar sends back over http://; with two workers
+    every answer comes from a worker process, so the setting crossed to them."""
+    with DemoServer("memory://", workers=2, insecure_cookie=True) as demo:
+        for _ in range(6):
+            with httpx.Client(base_url=demo.url, timeout=15) as plain:  # the default jar: no Secure over http
+                started = plain.get("/api/session")
+                (set_cookie,) = started.headers.get_list("set-cookie")
+                name, _, rest = set_cookie.partition("=")
+                assert name == "session" != COOKIE
+                attributes = sorted(part.strip().split("=")[0].lower() for part in rest.split(";")[1:])
+                assert attributes == ["httponly", "path", "samesite"], set_cookie
+                csrf = started.json()["csrf_token"]
+                login = plain.post(
+                    "/api/login", json={"username": "bob", "password": "builder"}, headers={"X-CSRF-Token": csrf}
+                )
+                assert login.status_code == 200, login.text
+                assert plain.get("/api/me").json() == {"user": "bob"}
 
 
 def test_two_processes_share_one_sqlite_file(tmp_path: Path) -> None:

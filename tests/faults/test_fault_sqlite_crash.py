@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 from fault_kit import Load, Shopper, cart_count, summary
-from sec_kit import TunedDemo, issued_id
+from sec_kit import COOKIE, TunedDemo, issued_id
 
 ROUNDS = int(os.environ.get("SERVERSESSION_CRASH_ROUNDS", "3"))
 MIX = {"add": 6, "settings": 1, "cart": 1}
@@ -68,7 +68,7 @@ def test_sigkill_during_writes_loses_no_acknowledged_session(tmp_path: Path) -> 
                 assert status == 200 and shopper.acked <= count <= shopper.acked + shopper.unsure, (round_, shopper)
             with httpx.Client(base_url=demo.url, timeout=10) as client:
                 for session_id, csrf in created:
-                    answer = client.get("/api/session", headers={"Cookie": f"session={session_id}"}).json()
+                    answer = client.get("/api/session", headers={"Cookie": f"{COOKIE}={session_id}"}).json()
                     assert answer["csrf_token"] == csrf, "an acknowledged session was lost"
             assert integrity(path) == "ok"
             if round_ == ROUNDS:

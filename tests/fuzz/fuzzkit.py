@@ -32,7 +32,7 @@ PATHS = (
 )  # fmt: skip
 ALLOWED = frozenset({200, 303, 400, 401, 403, 404, 405, 413})
 SECRET_KEY = "fuzz-signing-key-0123456789abcdef"
-COOKIE = "session"
+COOKIE = "__Host-session"  # the demo keeps the library's Secure cookie
 
 
 @dataclass

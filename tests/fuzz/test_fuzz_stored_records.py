@@ -110,10 +110,11 @@ def test_a_corrupt_redis_hash_is_a_store_error(redis_store: RedisStore, fields: 
 )
 def test_the_demo_answers_503_not_500_for_a_corrupt_row(tmp_path: Path, data: str, meta: str | None) -> None:
     store = SQLiteStore(tmp_path / "s.db")
-    with TestClient(create_app(store), raise_server_exceptions=False) as client:
-        session_id = client.get("/api/session").cookies["session"]
+    # https: the demo's cookie is Secure, and the client's jar sends it back over https only
+    with TestClient(create_app(store), base_url="https://testserver", raise_server_exceptions=False) as client:
+        session_id = client.get("/api/session").cookies["__Host-session"]
         valid_meta = store._conn().execute("SELECT meta FROM serversession").fetchone()[0]
         store._conn().execute("UPDATE serversession SET data = ?, meta = ?", (data, meta or valid_meta))
-        assert client.cookies.get("session") == session_id
+        assert client.cookies.get("__Host-session") == session_id
         response = client.get("/cart")
         assert response.status_code == 503, response.text

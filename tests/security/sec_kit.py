@@ -17,7 +17,7 @@ import httpx
 import pytest
 from demo_client import COOKIE, PASSWORDS, DemoServer, bare, error_of
 
-#: What the demo calls its cookies (it serves plain http, so no ``__Host-`` prefix).
+#: The demo's pre-session CSRF cookie (``__Host-session-csrf``: Secure, like the session cookie).
 CSRF_COOKIE = f"{COOKIE}-csrf"
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 #: A client that keeps no cookies: what it sends is exactly what the test says

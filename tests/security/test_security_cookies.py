@@ -1,9 +1,10 @@
 """Cookie attributes and where the ID may travel (OWASP: cookies; ASVS V3.4 / V7 cookie rules).
 
-Over HTTP against the demo (which serves plain http:// and so turns ``Secure``
-off, the documented development switch), and in-process for the library's
-production defaults: ``__Host-session; Path=/; HttpOnly; Secure; SameSite=Lax``,
-no ``Domain``, no expiry unless the session is persistent.
+Over HTTP against the demo (which keeps the library's cookie, ``Secure`` included,
+over plain http://127.0.0.1: browsers accept Secure cookies from localhost), and
+in-process for the library's production defaults:
+``__Host-session; Path=/; HttpOnly; Secure; SameSite=Lax``, no ``Domain``, no
+expiry unless the session is persistent.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def test_the_demo_session_cookie(redis_demo: TunedDemo) -> None:
         response = client.get("/api/session")
     value, attrs = attributes(set_cookies(response)[COOKIE])
     assert value == issued_id(response)
-    assert attrs == {"path": "/", "httponly": "", "samesite": "Lax"}  # no Domain, no Max-Age/Expires, no Secure
+    assert COOKIE == "__Host-session"
+    assert attrs == {"path": "/", "httponly": "", "secure": "", "samesite": "Lax"}  # no Domain, no Max-Age/Expires
     assert response.headers["cache-control"] == "no-store"
 
 
@@ -46,7 +48,7 @@ def test_the_cookie_set_at_sign_in_and_cleared_at_logout(redis_demo: TunedDemo) 
     value, attrs = attributes(set_cookies(logout)[COOKIE])
     assert value == ""
     assert attrs["max-age"] == "0" and attrs["expires"] == "Thu, 01 Jan 1970 00:00:00 GMT"
-    assert {"path", "httponly", "samesite"} <= set(attrs) and "domain" not in attrs
+    assert {"path", "httponly", "secure", "samesite"} <= set(attrs) and "domain" not in attrs
     assert logout.headers["cache-control"] == "no-store"
 
 
@@ -56,7 +58,8 @@ def test_the_pre_session_csrf_cookie_is_httponly_too(redis_demo: TunedDemo) -> N
     cookies = set_cookies(page)
     assert COOKIE not in cookies  # a GET page stores no session
     _, attrs = attributes(cookies[CSRF_COOKIE])
-    assert attrs == {"path": "/", "httponly": "", "samesite": "Lax"}
+    assert CSRF_COOKIE == "__Host-session-csrf"
+    assert attrs == {"path": "/", "httponly": "", "secure": "", "samesite": "Lax"}
 
 
 def test_the_id_is_never_taken_from_the_url(redis_demo: TunedDemo) -> None:

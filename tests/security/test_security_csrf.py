@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 import pytest
-from sec_kit import CSRF_COOKIE, TunedDemo, json_error, raw_client, sign_in, start_session
+from sec_kit import COOKIE, CSRF_COOKIE, TunedDemo, json_error, raw_client, sign_in, start_session
 
 from serversession.demo import api, pages
 
@@ -44,7 +44,7 @@ class Victim:
         pre_id, self.pre_sign_in_csrf = start_session(demo)
         with raw_client(demo, pre_id, **{"X-CSRF-Token": self.pre_sign_in_csrf}) as client:
             login = client.post("/api/login", json={"username": "alice", "password": "wonderland"})
-        self.session_id = login.cookies["session"]
+        self.session_id = login.cookies[COOKIE]
         self.csrf = login.json()["csrf_token"]
         with raw_client(demo, self.session_id, **{"X-CSRF-Token": self.csrf}) as client:
             assert client.post("/api/cart/items", json={"sku": "tea-sencha", "qty": 1}).status_code == 200
@@ -148,7 +148,7 @@ def test_the_token_changes_at_sign_in_and_the_old_one_dies(redis_demo: TunedDemo
     session_id, before = start_session(redis_demo)
     with raw_client(redis_demo, session_id, **{"X-CSRF-Token": before}) as client:
         login = client.post("/api/login", json={"username": "alice", "password": "wonderland"})
-    new_id, after = login.cookies["session"], login.json()["csrf_token"]
+    new_id, after = login.cookies[COOKIE], login.json()["csrf_token"]
     assert after != before
     with raw_client(redis_demo, new_id, **{"X-CSRF-Token": before}) as client:
         json_error(client.post("/api/cart/items", json={"sku": "tea-sencha", "qty": 1}), 403)

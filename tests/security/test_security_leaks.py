@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from demo_client import browser_client
 from sec_kit import COOKIE, CSRF_COOKIE, TunedDemo, sign_in
 
 from servers import RedisServer
@@ -67,7 +68,8 @@ class Secrets:
         return {secret for secret in wanted if secret in text}
 
     def client(self, demo: TunedDemo, **headers: str) -> httpx.Client:
-        return httpx.Client(base_url=demo.url, timeout=15, headers=headers, event_hooks={"response": [self.record]})
+        # keeps the Secure cookies over http://127.0.0.1 as a browser does (demo_client.LoopbackJar)
+        return browser_client(demo, headers=headers, event_hooks={"response": [self.record]})
 
 
 class Monitor:

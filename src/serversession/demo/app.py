@@ -56,6 +56,7 @@ ENV_STORE = "SERVERSESSION_STORE"
 ENV_IDLE_TIMEOUT = "SERVERSESSION_IDLE_TIMEOUT"
 ENV_ABSOLUTE_TIMEOUT = "SERVERSESSION_ABSOLUTE_TIMEOUT"
 ENV_SECRET_KEY = "SERVERSESSION_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
+ENV_INSECURE_COOKIE = "SERVERSESSION_INSECURE_COOKIE"
 DEFAULT_IDLE_TIMEOUT = SessionConfig.idle_timeout
 DEFAULT_ABSOLUTE_TIMEOUT = SessionConfig.absolute_timeout
 
@@ -66,21 +67,24 @@ def create_app(
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     absolute_timeout: float = DEFAULT_ABSOLUTE_TIMEOUT,
     secret_key: str | None = None,
+    cookie_secure: bool = True,
 ) -> Starlette:
     """Return the demo app over ``store`` (a store URL or a store object).
 
     Timeouts are seconds; ``secret_key`` (None: unsigned IDs) signs the cookie.
+    ``cookie_secure`` (True) keeps the library's cookie, ``__Host-session`` with
+    ``Secure``; False drops ``Secure`` (and so the prefix: the cookie is plain
+    ``session``), for plain HTTP on a host other than localhost.
     Raises :class:`~serversession.ConfigurationError` for a bad URL or setting.
     """
     if isinstance(store, str):
         store = open_store(store)
-    # The demo serves plain http://, and a Secure cookie is never sent back over
-    # it: browsers make an exception for localhost, but Python's cookie jars
-    # (httpx, requests) do not, even for 127.0.0.1. So the demo turns Secure
-    # off, which also makes the cookie plain "session" (the __Host- prefix needs
-    # Secure). A production app behind TLS keeps the default cookie_secure=True.
+    # Secure stays on although the demo serves plain http://: browsers keep and
+    # send Secure cookies for http://localhost (a "potentially trustworthy"
+    # origin), and the demo shows the library's real defaults. Plain HTTP on any
+    # other host needs cookie_secure=False (`serversession demo --insecure-cookie`).
     config = SessionConfig(
-        cookie_secure=False,
+        cookie_secure=cookie_secure,
         idle_timeout=idle_timeout,
         absolute_timeout=absolute_timeout,
         secret_keys=[secret_key] if secret_key else (),
@@ -123,10 +127,12 @@ def create_app(
 
 def app_from_env(environ: Mapping[str, str] | None = None) -> Starlette:
     """Build the app from ``SERVERSESSION_STORE``, ``..._IDLE_TIMEOUT``,
-    ``..._ABSOLUTE_TIMEOUT`` and ``..._SECRET_KEY`` (defaults: the SQLite file
-    ``serversession.sqlite3``, 1800 s, 43200 s, unsigned).
+    ``..._ABSOLUTE_TIMEOUT``, ``..._SECRET_KEY`` and ``..._INSECURE_COOKIE``
+    (defaults: the SQLite file ``serversession.sqlite3``, 1800 s, 43200 s,
+    unsigned, a Secure cookie; ``..._INSECURE_COOKIE=1`` drops Secure).
 
-    Raises :class:`~serversession.ConfigurationError` for a value that is not a number.
+    Raises :class:`~serversession.ConfigurationError` for a value that is not a
+    number, or an ``..._INSECURE_COOKIE`` that is not a yes or no.
     """
     env = os.environ if environ is None else environ
     return create_app(
@@ -134,7 +140,26 @@ def app_from_env(environ: Mapping[str, str] | None = None) -> Starlette:
         idle_timeout=_seconds(env, ENV_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT),
         absolute_timeout=_seconds(env, ENV_ABSOLUTE_TIMEOUT, DEFAULT_ABSOLUTE_TIMEOUT),
         secret_key=env.get(ENV_SECRET_KEY) or None,
+        cookie_secure=not env_flag(env, ENV_INSECURE_COOKIE),
     )
+
+
+_YES = ("1", "true", "yes", "on")
+_NO = ("", "0", "false", "no", "off")
+
+
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """An on/off environment variable: 1/true/yes/on, or 0/false/no/off/unset (any case).
+
+    Raises :class:`~serversession.ConfigurationError` for anything else, so a
+    typo never silently picks the other setting.
+    """
+    raw = env.get(name, "").strip().lower()
+    if raw in _YES:
+        return True
+    if raw in _NO:
+        return False
+    raise ConfigurationError(f"{name} must be 1 or 0 (yes/no, true/false), got {env[name]!r}")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -7,6 +7,11 @@ socket and, through the store, their sessions.
 
 Ctrl-C and SIGTERM stop it cleanly: uvicorn finishes the requests in flight (so
 their sessions are saved), the store is closed, and :func:`serve` returns.
+
+The session cookie keeps the library's defaults (``__Host-session``, ``Secure``)
+over plain HTTP: browsers accept Secure cookies from ``http://localhost``, so the
+banner names ``localhost`` when the server listens on a loopback address.
+``insecure_cookie`` drops ``Secure`` for plain HTTP on any other host.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +29,14 @@ from urllib.parse import urlsplit, urlunsplit
 import uvicorn
 
 from ..exceptions import ConfigurationError
-from .app import ENV_ABSOLUTE_TIMEOUT, ENV_IDLE_TIMEOUT, ENV_SECRET_KEY, ENV_STORE, create_app
+from .app import (
+    ENV_ABSOLUTE_TIMEOUT,
+    ENV_IDLE_TIMEOUT,
+    ENV_INSECURE_COOKIE,
+    ENV_SECRET_KEY,
+    ENV_STORE,
+    create_app,
+)
 
 #: The factory each worker process imports when ``workers > 1``.
 APP_FACTORY = "serversession.demo.app:app_from_env"
@@ -38,23 +51,35 @@ def serve(
     absolute_timeout: float,
     workers: int,
     secret_key: str | None,
+    insecure_cookie: bool = False,
 ) -> None:
     """Serve the demo on ``host:port`` until interrupted (timeouts in seconds).
 
     Prints ``serversession demo serving on http://HOST:PORT (store: URL)`` once
-    it listens (the URL's password masked). Raises
+    it listens (HOST is ``localhost`` for a loopback address, see
+    :func:`address`; the URL's password masked). ``insecure_cookie`` (False)
+    drops the cookie's ``Secure`` attribute. Raises
     :class:`~serversession.ConfigurationError` for a bad store URL or setting and
     ``SystemExit`` if the server could not start (port taken).
     """
     if workers < 1:
         raise ConfigurationError("workers must be at least 1")
     _log_session_events()
-    shown_host = f"[{host}]" if ":" in host else host
-    banner = f"serversession demo serving on http://{shown_host}:{port} (store: {masked(store_url)})"
+    banner = f"serversession demo serving on {address(host, port)} (store: {masked(store_url)})"
+    note = cookie_note(host, insecure_cookie)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    secure = not insecure_cookie
 
     if workers == 1:
-        app = create_app(store_url, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, secret_key=secret_key)
+        app = create_app(
+            store_url,
+            idle_timeout=idle_timeout,
+            absolute_timeout=absolute_timeout,
+            secret_key=secret_key,
+            cookie_secure=secure,
+        )
         server = _AnnouncingServer(uvicorn.Config(app, lifespan="on", **options), banner)
         with _interrupt_on_sigterm(), contextlib.suppress(KeyboardInterrupt):
             server.run()
@@ -67,6 +92,7 @@ def serve(
             ENV_STORE: store_url,
             ENV_IDLE_TIMEOUT: repr(float(idle_timeout)),
             ENV_ABSOLUTE_TIMEOUT: repr(float(absolute_timeout)),
+            ENV_INSECURE_COOKIE: "1" if insecure_cookie else "0",
         }
     )
     if secret_key:
@@ -74,7 +100,11 @@ def serve(
     else:
         os.environ.pop(ENV_SECRET_KEY, None)
     create_app(  # fail here, once, on a bad URL or setting rather than in every worker
-        store_url, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, secret_key=secret_key
+        store_url,
+        idle_timeout=idle_timeout,
+        absolute_timeout=absolute_timeout,
+        secret_key=secret_key,
+        cookie_secure=secure,
     )
     print(banner, flush=True)
     # uvicorn's supervisor handles SIGINT/SIGTERM itself and stops its workers.
@@ -90,6 +120,34 @@ def _log_session_events() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+#: Addresses the name ``localhost`` reaches (a browser tries both of its addresses).
+_LOCALHOST = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def address(host: str, port: int) -> str:
+    """The URL to open for a server bound to ``host:port``.
+
+    ``http://localhost:PORT`` when ``host`` is ``127.0.0.1``, ``::1`` or
+    ``localhost``: browsers treat that origin as secure and so keep the demo's
+    Secure cookie over plain HTTP. Any other host is shown as given (an IPv6
+    address in brackets).
+    """
+    if host.lower() in _LOCALHOST:
+        return f"http://localhost:{port}"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def cookie_note(host: str, insecure_cookie: bool) -> str | None:
+    """A warning for a Secure cookie served over plain HTTP to a host other than
+    localhost (browsers would not keep it: sign-in would not stick), else None."""
+    if insecure_cookie or host.lower() in _LOCALHOST:
+        return None
+    return (
+        "serversession demo: the session cookie is Secure, which browsers keep over plain HTTP"
+        " only from localhost: serve the demo behind HTTPS, or pass --insecure-cookie"
+    )
 
 
 def masked(url: str) -> str:
@@ -134,4 +192,4 @@ def _interrupt_on_sigterm() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-__all__ = ["serve"]
+__all__ = ["address", "serve"]
