@@ -8,12 +8,16 @@ before the store is reached. No answer may ever be a 500.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from demo_client import COOKIE, ApiClient, DemoServer, bare, error_of
+
+from serversession.demo import catalog
 
 SKU = "tea-sencha"
 OTHER_SKU = "mug-classic"
@@ -174,6 +178,52 @@ def test_the_session_cookie_has_the_librarys_secure_attributes(sqlite_demo: Demo
     with ApiClient(sqlite_demo) as jar:  # a client that keeps cookies the way a browser does on localhost
         jar.signed_in("bob")
         assert jar.get("/api/me").json() == {"user": "bob"}
+
+
+# -- the catalogue --------------------------------------------------------------------------
+
+PRICE = re.compile(r"[0-9]+\.[0-9]{2}")
+
+
+def test_products_list_the_catalogue_with_decimal_prices(sqlite_demo: DemoServer) -> None:
+    with bare(sqlite_demo) as client:
+        response = client.get("/api/products")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
+    products = response.json()["products"]
+    assert set(response.json()) == {"products"} and products
+    for product in products:
+        assert set(product) == {"sku", "name", "price"}
+        assert all(isinstance(product[k], str) and product[k] for k in product)
+        assert PRICE.fullmatch(product["price"]), product  # a decimal string, never a float's text
+    assert products == [{"sku": p.sku, "name": p.name, "price": f"{p.price:.2f}"} for p in catalog.PRODUCTS]
+    assert {p["sku"]: Decimal(p["price"]) for p in products}["tea-sencha"] == Decimal("12.50")
+    assert any(p["price"].endswith("0") for p in products)  # "12.50", "9.00": trailing zeros kept
+
+
+def test_products_need_no_session_and_create_none(sqlite_demo: DemoServer) -> None:
+    with bare(sqlite_demo) as client:
+        response = client.get("/api/products")
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers and "session-id" not in response.headers
+    with ApiClient(sqlite_demo) as shopper:  # with a session, the same list, and the session is untouched
+        shopper.start()
+        cookie = shopper.cookie
+        listed = shopper.get("/api/products")
+        assert listed.json() == response.json() and "set-cookie" not in listed.headers
+        assert shopper.cookie == cookie
+
+
+def test_every_listed_product_can_be_added_and_no_other(sqlite_demo: DemoServer) -> None:
+    with ApiClient(sqlite_demo) as client:
+        client.start()
+        skus = [p["sku"] for p in client.get("/api/products").json()["products"]]
+        for sku in skus:
+            assert client.post("/api/cart/items", json={"sku": sku, "qty": 1}).status_code == 200, sku
+        assert client.get("/api/cart").json() == {"items": dict.fromkeys(skus, 1), "count": len(skus)}
+        unlisted = "not-" + skus[0]
+        assert unlisted not in skus
+        error_of(client.post("/api/cart/items", json={"sku": unlisted, "qty": 1}), 404)
+        assert client.get("/api/cart").json()["count"] == len(skus)
 
 
 def test_csrf_is_required_and_a_refusal_changes_nothing(sqlite_demo: DemoServer) -> None:

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from ..exceptions import StoreError
 from ..integrations.asgi import get_session
-from . import shop
+from . import catalog, shop
 from .devices import describe
 from .shop import Demo, DemoError
 
@@ -35,7 +35,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 def reply(body: dict[str, Any], status: int = 200) -> JSONResponse:
-    """A JSON answer that no cache keeps: every body here is per-session."""
+    """A JSON answer that no cache keeps: the bodies here are per-session (all but the small catalogue)."""
     return JSONResponse(body, status_code=status, headers=NO_STORE)
 
 
@@ -117,6 +117,15 @@ async def me(request: Request) -> JSONResponse:
     return reply({"user": shop.require_user(get_session(request))})
 
 
+async def products(request: Request) -> JSONResponse:
+    """The catalogue: ``{"products": [{"sku", "name", "price"}]}``, price a decimal string.
+
+    Reads no session, so it creates none and sets no cookie.
+    """
+    listed = [{"sku": p.sku, "name": p.name, "price": p.price_text} for p in catalog.PRODUCTS]
+    return reply({"products": listed})
+
+
 async def cart(request: Request) -> JSONResponse:
     """This session's cart."""
     return reply(shop.cart_view(shop.cart_of(get_session(request))))
@@ -184,6 +193,7 @@ routes = [
     Route("/api/login", login, methods=["POST"]),
     Route("/api/logout", logout, methods=["POST"]),
     Route("/api/me", me, methods=["GET"]),
+    Route("/api/products", products, methods=["GET"]),
     Route("/api/cart", cart, methods=["GET"]),
     Route("/api/cart/items", add_item, methods=["POST"]),
     Route("/api/cart/items/{sku}", remove_item, methods=["DELETE"]),

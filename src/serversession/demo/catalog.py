@@ -22,6 +22,11 @@ class Product:
     description: str
     icon: str
 
+    @property
+    def price_text(self) -> str:
+        """The price as the API and pages show it: ``"12.50"`` (see :func:`money`)."""
+        return money(self.price)
+
 
 PRODUCTS: tuple[Product, ...] = (
     Product(
@@ -65,6 +70,12 @@ PRODUCTS: tuple[Product, ...] = (
 )
 
 _BY_SKU = {p.sku: p for p in PRODUCTS}
+
+
+def money(amount: Decimal) -> str:
+    """Dollars as a decimal string with two places (``"12.50"``), formatted from the
+    ``Decimal`` itself, never through a float."""
+    return f"{amount:.2f}"
 
 
 def find(sku: str) -> Product | None:

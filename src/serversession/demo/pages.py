@@ -26,6 +26,7 @@ from ..core.session import Session
 from ..integrations.asgi import get_session
 from . import catalog, shop
 from .api import demo_of
+from .catalog import money
 from .devices import describe
 from .shop import DemoError
 
@@ -114,11 +115,6 @@ async def read_form(request: Request) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items()}
 
 
-def money(amount: Decimal) -> str:
-    """Dollars with two decimals."""
-    return f"{amount:.2f}"
-
-
 def when(timestamp: float) -> str:
     """A short UTC time for the sessions page."""
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
@@ -130,7 +126,7 @@ def when(timestamp: float) -> str:
 async def shop_page(request: Request) -> Response:
     """The product grid."""
     products = [
-        {"sku": p.sku, "name": p.name, "price": money(p.price), "description": p.description, "icon": p.icon}
+        {"sku": p.sku, "name": p.name, "price": p.price_text, "description": p.description, "icon": p.icon}
         for p in catalog.PRODUCTS
     ]
     return render(request, "shop.html", active="shop", products=products)
@@ -147,7 +143,7 @@ async def cart_page(request: Request) -> Response:
         line = product.price * qty
         total += line
         items.append(
-            {"sku": sku, "name": product.name, "qty": qty, "price": money(product.price), "line_total": money(line)}
+            {"sku": sku, "name": product.name, "qty": qty, "price": product.price_text, "line_total": money(line)}
         )
     return render(request, "cart.html", active="cart", items=items, total=money(total))
 
