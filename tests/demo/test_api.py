@@ -1,4 +1,4 @@
-"""The demo's JSON API contract (shared/demo-api.md), driven over real HTTP.
+"""The demo's JSON API contract (docs/demo-api.md), driven over real HTTP.
 
 Every test talks to a real ``serversession demo`` process. The main flows run
 against every store; input handling runs once, on SQLite, because it is decided

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -9,8 +12,11 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from serversession import ConfigurationError
+from serversession.demo import api
 from serversession.demo.app import app_from_env, create_app
 from serversession.demo.server import address, cookie_note, masked
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def boom(request: Request) -> Response:
@@ -69,6 +75,17 @@ def test_the_address_to_open_is_localhost_for_loopback() -> None:
     note = cookie_note("192.0.2.7", insecure_cookie=False)
     assert note and "--insecure-cookie" in note  # sign-in would not stick there: say why and what to do
     assert cookie_note("192.0.2.7", insecure_cookie=True) is None
+
+
+def test_the_repo_copy_of_the_contract_lists_the_served_endpoints() -> None:
+    """docs/demo-api.md (linked from the README) names every API route the demo serves."""
+    contract = (ROOT / "docs" / "demo-api.md").read_text()
+    assert "[`docs/demo-api.md`](docs/demo-api.md)" in (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^\| `(GET|POST|PUT|DELETE) (/[^` ]+)`", contract, re.M))
+    served = {(method, route.path) for route in api.routes for method in route.methods or () if method != "HEAD"}
+    served = {(m, re.sub(r"\{handle\}", "{id}", p)) for m, p in served}
+    assert served <= listed, served - listed
+    assert ("GET", "/api/products") in served
 
 
 def test_printed_store_urls_hide_passwords() -> None:

@@ -1,4 +1,4 @@
-"""The demo's JSON API under ``/api``, exactly as ``shared/demo-api.md`` specifies.
+"""The demo's JSON API under ``/api``, exactly as ``docs/demo-api.md`` specifies.
 
 Handlers here only translate: parse and validate JSON (strictly: unknown fields,
 wrong types and malformed text are 400), call :mod:`.shop`, and shape the answer.
