@@ -14,6 +14,7 @@ def test_meta_round_trips() -> None:
     limited = meta.with_changes(idle_limit=-10.0, ends_at=1_800_000_300.125)
     assert decode_meta(encode_meta(limited)) == limited
     assert decode_meta({"c": "1", "s": "1", "l": "", "e": ""}) == SessionMeta(1.0, 1.0)  # no expiry set
+    assert not {"l", "e"} & set(encode_meta(meta))  # most sessions: no empty fields in the store
 
 
 @pytest.mark.parametrize(

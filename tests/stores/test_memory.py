@@ -257,7 +257,8 @@ def test_commits_and_rotations_round_trip_every_field(
 ) -> None:
     key = new_key()
     assert mem.create(key, Commit(set_data=DATA, meta=encode_meta(before), expires_at=clock.now + 60)) is True
-    change = Commit(set_data={"new": "2"}, unset_data=frozenset({"cart"}), meta=encode_meta(after))
+    cleared = encode_meta_fields(idle_limit=after.idle_limit, ends_at=after.ends_at)  # as the lifecycle clears them
+    change = Commit(set_data={"new": "2"}, unset_data=frozenset({"cart"}), meta={**encode_meta(after), **cleared})
     assert mem.commit(key, change).outcome is Outcome.OK
     expected = {k: v for k, v in DATA.items() if k != "cart"} | {"new": "2"}
     loaded = mem.load(key)

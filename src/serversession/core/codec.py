@@ -138,7 +138,13 @@ def encode_meta_fields(**values: Any) -> dict[str, str]:
 
 
 def encode_meta(meta: SessionMeta) -> dict[str, str]:
-    """Encode a whole :class:`SessionMeta` into string fields."""
+    """Encode a whole :class:`SessionMeta` into string fields.
+
+    The expiry an application set is left out when there is none (most
+    sessions): a store then keeps no empty fields for it. To clear one in a
+    commit, send :func:`encode_meta_fields` with None, which writes it empty.
+    """
+    optional = {name: getattr(meta, name) for name in _OPTIONAL_NUMBERS if getattr(meta, name) is not None}
     return encode_meta_fields(
         created_at=meta.created_at,
         last_seen_at=meta.last_seen_at,
@@ -147,8 +153,7 @@ def encode_meta(meta: SessionMeta) -> dict[str, str]:
         ip=meta.ip,
         persistent=meta.persistent,
         csrf_secret=meta.csrf_secret,
-        idle_limit=meta.idle_limit,
-        ends_at=meta.ends_at,
+        **optional,
     )
 
 

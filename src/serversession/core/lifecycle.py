@@ -466,9 +466,9 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
         user=meta.user,
         persistent=meta.persistent,
         csrf_secret=meta.csrf_secret,
-        idle_limit=meta.idle_limit,
-        ends_at=meta.ends_at,
     )
+    if session.expiry_changed:  # else the store carries the old record's over, if it has any
+        fields.update(encode_meta_fields(idle_limit=meta.idle_limit, ends_at=meta.ends_at))
     commit = Commit(
         set_data=to_set,
         unset_data=unset,
