@@ -55,6 +55,7 @@ log = logging.getLogger("serversession.demo")
 ENV_STORE = "SERVERSESSION_STORE"
 ENV_IDLE_TIMEOUT = "SERVERSESSION_IDLE_TIMEOUT"
 ENV_ABSOLUTE_TIMEOUT = "SERVERSESSION_ABSOLUTE_TIMEOUT"
+ENV_GUESS_LIMIT = "SERVERSESSION_GUESS_LIMIT"
 ENV_SECRET_KEY = "SERVERSESSION_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
 ENV_INSECURE_COOKIE = "SERVERSESSION_INSECURE_COOKIE"
 DEFAULT_IDLE_TIMEOUT = SessionConfig.idle_timeout
@@ -68,6 +69,7 @@ def create_app(
     absolute_timeout: float = DEFAULT_ABSOLUTE_TIMEOUT,
     secret_key: str | None = None,
     cookie_secure: bool = True,
+    guess_limit: int | None = None,
 ) -> Starlette:
     """Return the demo app over ``store`` (a store URL or a store object).
 
@@ -88,6 +90,12 @@ def create_app(
         idle_timeout=idle_timeout,
         absolute_timeout=absolute_timeout,
         secret_keys=[secret_key] if secret_key else (),
+        # The API takes JSON only (a form or text/plain body is how a cross-site "simple
+        # request" gets past the browser without a preflight), and the demo owns its
+        # origin, so signing out may clear all of it.
+        json_only_paths=["/api"],
+        clear_site_data=["cache", "cookies", "storage"],
+        guess_limit=_guess_limit(guess_limit),
     )
     manager = AsyncSessionManager(store, config)
     demo = Demo(store=store, manager=manager, accounts=Accounts(), audit=AuditLog())
@@ -160,6 +168,19 @@ def env_flag(env: Mapping[str, str], name: str) -> bool:
     if raw in _NO:
         return False
     raise ConfigurationError(f"{name} must be 1 or 0 (yes/no, true/false), got {env[name]!r}")
+
+
+def _guess_limit(given: int | None) -> int:
+    """``given``, else ``SERVERSESSION_GUESS_LIMIT`` (an operator's knob, read by every
+    worker: 0 turns guessing detection off), else the library's default (100 a minute)."""
+    if given is not None:
+        return given
+    raw = os.environ.get(ENV_GUESS_LIMIT)
+    if not raw:
+        return SessionConfig.guess_limit
+    if not raw.isdigit():
+        raise ConfigurationError(f"{ENV_GUESS_LIMIT} must be a whole number (0: off), got {raw!r}")
+    return int(raw)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
