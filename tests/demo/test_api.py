@@ -8,6 +8,7 @@ before the store is reached. No answer may ever be a 500.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -405,3 +406,25 @@ def test_header_transport(sqlite_demo: DemoServer) -> None:
         assert api.get("/api/cart").json()["count"] == 3
     with bare(sqlite_demo, **{"Authorization": f"Session {session_id}"}) as old:
         error_of(old.get("/api/me"), 401)
+
+
+def test_the_api_takes_json_only_and_refuses_cross_site_posts(sqlite_demo: DemoServer) -> None:
+    with ApiClient(sqlite_demo) as client:
+        client.signed_in("alice")
+        body = json.dumps({"sku": SKU, "qty": 1}).encode()
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b"):
+            response = client.post("/api/cart/items", content=body, headers={"Content-Type": content_type})
+            assert "Content-Type: application/json" in error_of(response, 415)
+        evil = client.post("/api/cart/items", json={"sku": SKU, "qty": 1}, headers={"Origin": "https://evil.example"})
+        assert error_of(evil, 403).startswith("cross-site request refused")
+        assert client.get("/api/cart").json() == {"items": {}, "count": 0}
+        own = client.post("/api/cart/items", json={"sku": SKU, "qty": 1}, headers={"Origin": sqlite_demo.url})
+        assert own.status_code == 200, own.text
+
+
+def test_signing_out_clears_the_sites_data(sqlite_demo: DemoServer) -> None:
+    with ApiClient(sqlite_demo) as client:
+        client.signed_in("alice")
+        response = client.post("/api/logout")
+        assert response.status_code == 200
+        assert response.headers["clear-site-data"] == '"cache", "cookies", "storage"'
