@@ -3,7 +3,7 @@
 Sign-in with ID rotation, a cart kept in the session (and kept across sign-in),
 per-session settings, and a "your active sessions" page that ends sessions on
 other devices. ``serversession demo`` serves it (see :mod:`.server`); its HTTP
-API is a fixed contract (``shared/demo-api.md``) that black-box tests and
+API is a fixed contract (``docs/demo-api.md``) that black-box tests and
 benchmarks drive.
 
 Modules: :mod:`.app` builds the Starlette app, :mod:`.api` and :mod:`.pages` are
