@@ -29,7 +29,7 @@ from typing import Any
 from .core.codec import encode_meta
 from .core.config import SessionConfig
 from .core.ids import public_handle
-from .core.lifecycle import deadlines, is_expired
+from .core.lifecycle import deadlines, index_deadline, is_expired
 from .core.records import Commit, StoredSession
 from .exceptions import SessionError
 from .manager import SessionManager
@@ -243,13 +243,13 @@ def _migrate(args: argparse.Namespace) -> int:
     copied = skipped = 0
     try:
         for s in _live(source):
-            idle, absolute = deadlines(config, s.meta)
             commit = Commit(
                 set_data=dict(s.data),
                 meta=encode_meta(s.meta),
-                expires_at=idle,
+                expires_at=deadlines(config, s.meta)[0],
                 index_user=s.meta.user,
-                absolute_at=absolute,
+                # the configured bound, not an app-set end a later request may lift
+                absolute_at=index_deadline(config, s.meta),
             )
             if target.create(s.key, commit):
                 copied += 1
