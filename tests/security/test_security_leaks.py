@@ -137,7 +137,7 @@ def exercise(demo: TunedDemo, secrets: Secrets) -> None:
         browser.post("/api/cart/items", json={"sku": "tea-sencha", "qty": 1}, headers={"X-CSRF-Token": "wrong"})
         browser.post("/api/cart/items", content=b"{", headers={**headers, "Content-Type": "application/json"})
         browser.post("/api/cart/items", json={"sku": "unicorn", "qty": 1}, headers=headers)
-        browser.post("/api/cart/items", content=b"x" * 20_000, headers=headers)
+        browser.post("/api/cart/items", content=b"x" * 20_000, headers={**headers, "Content-Type": "application/json"})
         browser.get("/api/nope")
         browser.get("/api/login")
         browser.delete("/api/sessions/not-a-handle", headers=headers)
