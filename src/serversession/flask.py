@@ -207,16 +207,21 @@ class FlaskSession(SessionMixin):
         return self.raw.modify(key, fn, default)
 
 
-class _UnavailableSession(SessionMixin):
-    """Stands in when the store failed: any use raises the store's error (answered with 503)."""
+class _UnavailableSession(dict[str, Any], SessionMixin):
+    """Stands in when the request has no session to give: the store failed (503) or the
+    guard refused the request before loading it (429).
 
-    def __init__(self, error: StoreError) -> None:
+    The guard hook answers before any view runs, but ``after_request`` hooks still
+    run on that answer and may read the session (Flask-Login's does): they see an
+    empty one, and whatever they write is dropped (it is never saved), so the
+    answer stays the guard's instead of becoming a 500.
+    """
+
+    def __init__(self, error: StoreError | None = None) -> None:
+        super().__init__()
         self.error = error
-
-    def _fail(self, *args: Any, **kwargs: Any) -> Any:
-        raise self.error
-
-    __getitem__ = __setitem__ = __delitem__ = __iter__ = __len__ = __contains__ = _fail
+        self.accessed = False
+        self.modified = False
 
 
 class ServerSessionInterface(SessionInterface):
@@ -239,7 +244,7 @@ class ServerSessionInterface(SessionInterface):
         refusal = manager.guard.throttle(token, ip, now)
         if refusal is not None:  # answered by the guard hook, before any view
             request.environ[_REFUSAL_KEY] = refusal
-            return _UnavailableSession(StoreError("the request was refused before its session was loaded"))
+            return _UnavailableSession()
         try:
             raw = manager.load(token, user_agent=headers.get("User-Agent", ""), ip=ip)
         except StoreError as exc:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .core.events import SessionEvent
+from .core.events import EventKind, SessionEvent
 from .exceptions import ConfigurationError
 
 log = logging.getLogger("serversession")
@@ -24,9 +24,21 @@ log = logging.getLogger("serversession")
 STORE_OPERATIONS = frozenset({"load", "create", "commit", "rotate", "delete", "list_user", "purge_expired", "ping"})
 
 
+#: Kinds a request can trigger at will (one per refused request): the request boundary
+#: already logs them, at most once per route and reason a minute (``integrations.kit``).
+_FLOODABLE = frozenset({EventKind.REFUSED, EventKind.CSRF_FAILED, EventKind.UNKNOWN_ID})
+
+
 def log_event(event: SessionEvent) -> None:
-    """Listener: log ``event`` at INFO with handle, user and reason as ``extra`` fields."""
-    log.info(
+    """Listener: log ``event`` at INFO with handle, user and reason as ``extra`` fields.
+
+    Refusals, CSRF failures and unknown IDs are logged at DEBUG: any client can
+    cause one per request, and the boundary's own WARNING line (rate-limited)
+    already tells an operator. Metrics still count every one.
+    """
+    level = logging.DEBUG if event.kind in _FLOODABLE else logging.INFO
+    log.log(
+        level,
         "session %s handle=%s user=%s%s",
         event.kind.value,
         event.handle or "-",

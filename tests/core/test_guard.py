@@ -42,6 +42,10 @@ def post(**facts: object) -> RequestFacts:
         (post(method="GET", origin="https://evil.example"), False),  # safe methods pass
         (post(scheme="http", origin="https://shop.example.com"), False),  # TLS ended at a proxy
         (post(host=None, origin="https://shop.example.com"), True),  # nothing to compare with
+        (post(fetch_site="same-origin", origin="https://shop.example"), False),  # the browser knows (proxy)
+        (post(scheme="ws", origin="http://shop.example.com"), False),  # a WebSocket handshake
+        (post(scheme="wss", origin="https://shop.example.com"), False),
+        (post(scheme="wss", origin="https://evil.example"), True),
     ],
 )
 def test_cross_site_unsafe_requests_are_refused(facts: RequestFacts, refused: bool) -> None:
@@ -99,9 +103,13 @@ def test_throttling_refuses_unknown_ids_of_a_blocked_address_and_nothing_else() 
         events.append(guard.observe(unknown, fresh, "10.0.0.1", 100.0))
     assert [e is not None for e in events] == [False, False, True]
     assert events[-1] is not None and events[-1].kind is EventKind.GUESSING
-    refusal = guard.throttle(IncomingToken(secrets.token_urlsafe(32), False), "10.0.0.1", 101.0)
-    assert refusal is not None and refusal.status == 429 and refusal.retry_after == 59
-    assert ("Retry-After", "59") in refusal.headers()
+    # Blocked: one unknown ID is looked up per window / limit (20 s here), the rest are refused.
+    assert guard.throttle(IncomingToken(secrets.token_urlsafe(32), False), "10.0.0.1", 101.0) is None
+    refusal = guard.throttle(IncomingToken(secrets.token_urlsafe(32), False), "10.0.0.1", 102.0)
+    assert refusal is not None and refusal.status == 429 and refusal.retry_after == 1
+    assert ("Retry-After", "1") in refusal.headers()
+    assert guard.throttle(IncomingToken("not-an-id", False), "10.0.0.1", 102.0) is None  # never reaches a store
+    assert guard.throttle(IncomingToken(secrets.token_urlsafe(32), False), "10.0.0.1", 121.5) is None  # paced
     assert guard.throttle(IncomingToken(None, False), "10.0.0.1", 101.0) is None  # no ID, no guess
     assert guard.throttle(IncomingToken(secrets.token_urlsafe(32), False), "10.0.0.2", 101.0) is None
 

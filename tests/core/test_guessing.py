@@ -31,6 +31,8 @@ def test_ipv6_counts_per_slash_64() -> None:
     assert address_bucket("2001:db8:1:2:aaaa::1") == address_bucket("2001:db8:1:2:bbbb::9")
     assert address_bucket("2001:db8:1:3::1") != address_bucket("2001:db8:1:2::1")
     assert address_bucket("192.0.2.7") == "192.0.2.7"
+    assert address_bucket("::ffff:192.0.2.7") == "192.0.2.7"  # a dual-stack server's view of an IPv4 peer
+    assert address_bucket("::ffff:203.0.113.9") != address_bucket("::ffff:192.0.2.1")
     assert address_bucket("not an address") == "not an address"
 
 
@@ -41,7 +43,9 @@ def test_recently_valid_keys_are_known_for_one_window_and_memory_is_bounded() ->
     for i in range(25):
         monitor.record_valid(f"key{i}", 100.0)
         monitor.record_miss(f"10.0.1.{i}", 100.0)
-    assert len(monitor._known) <= 10 and len(monitor._counts) <= 10
+    for i in range(25):  # every one of them blocked: the blocks are bounded too
+        monitor.record_miss(f"10.0.2.{i}", 100.0)
+    assert len(monitor._known) <= 10 and len(monitor._counts) <= 10 and len(monitor._blocked) <= 10
     assert monitor.known_valid("key24", 100.0)  # the newest are kept
 
 

@@ -135,6 +135,20 @@ def test_websocket_scope_sees_the_session(client: TestClient) -> None:
         assert socket.receive_json() == {"value": 1}
 
 
+def test_websocket_handshakes_are_screened_for_their_origin(client: TestClient) -> None:
+    """Browsers send Origin on every WebSocket handshake: a page of our own origin connects,
+    another site's (cross-site WebSocket hijacking rides on the cookie) is refused."""
+    from starlette.websockets import WebSocketDisconnect
+
+    start(client)
+    with client.websocket_connect("/ws", headers={"Origin": "http://testserver"}) as socket:
+        assert socket.receive_json() == {"value": 1}
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with client.websocket_connect("/ws", headers={"Origin": "https://evil.example"}) as socket:
+            socket.receive_json()
+    assert refused.value.code == 1008
+
+
 def test_store_failure_on_load_is_503_not_a_fresh_session(client: TestClient, store: FlakyStore) -> None:
     start(client)
     store.fail.add("load")

@@ -186,3 +186,32 @@ def test_a_planted_pre_session_csrf_secret_does_not_survive_sign_in(store: Flaky
     assert client.post("/signin", headers={"X-CSRF-Token": forged}).status_code == 200  # the form it protected
     assert client.post("/set", data={"x": "1"}, headers={"X-CSRF-Token": forged}).status_code == 403
     assert client.post("/set", data={"x": "1"}, headers={"X-CSRF-Token": csrf(client)}).status_code == 200
+
+
+def test_an_after_request_hook_reading_the_session_keeps_the_guards_answer() -> None:
+    """Flask-Login reads the session in after_request on every response, the guard's
+    503 and 429 included: it must see an empty session, not turn them into a 500."""
+    import secrets
+
+    store = FlakyStore()
+    app = make_app(store, guess_limit=2)
+
+    @app.after_request
+    def peek(response: Any) -> Any:
+        _ = "_user_id" in session
+        session.pop("_remember", None)
+        return response
+
+    client = app.test_client()
+    client.get("/show")
+    store.fail.add("load")
+    client.set_cookie("session", secrets.token_urlsafe(32))
+    down = client.get("/show")
+    assert down.status_code == 503 and down.json == {"error": "session store unavailable, please retry"}
+    store.fail.discard("load")
+    answers = []
+    for _ in range(5):
+        client.set_cookie("session", secrets.token_urlsafe(32))
+        answers.append(client.get("/show"))
+    assert answers[-1].status_code == 429, [a.status_code for a in answers]
+    assert answers[-1].json["error"].startswith("too many requests")

@@ -46,6 +46,8 @@ from .session import Session
 from .transport import IncomingToken, printable, session_id_from_token
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+#: A WebSocket handshake's scheme and the page origin it belongs to.
+_HTTP_SCHEMES = {"ws": "http", "wss": "https"}
 STORE_DOWN_MESSAGE = "session store unavailable, please retry"
 CONFLICT_MESSAGE = "the session changed meanwhile, please retry"
 _EXEMPT_HINT = "exempt a route with SessionConfig(csrf_exempt_paths=[...]) (Flask: @serversession.flask.csrf_exempt)"
@@ -171,9 +173,13 @@ class RequestGuard:
 
     # -- before the load -----------------------------------------------------------
     def throttle(self, token: IncomingToken, ip: str, now: float) -> Refusal | None:
-        """429 for a session ID from a blocked address that it has not shown valid lately.
+        """429 for an unknown session ID from a blocked address, unless its paced lookup is due.
 
-        Costs nothing while no address is blocked; no store round trip either way.
+        Costs nothing while no address is blocked. Tokens that are not well
+        formed (or not validly signed) never reach the store, so they are not
+        refused; sessions this process served as valid go through; others are
+        looked up at the limit's pace (:meth:`GuessingMonitor.lookup_allowed`)
+        and refused in between, with no store round trip.
         """
         if token.value is None or self.config.guess_limit <= 0:
             return None
@@ -181,15 +187,17 @@ class RequestGuard:
         if wait is None:
             return None
         session_id = session_id_from_token(self.config, token.value)
-        if session_id is not None and self.monitor.known_valid(storage_key(session_id), now):
+        if session_id is None:
+            return None
+        if self.monitor.known_valid(storage_key(session_id), now) or self.monitor.lookup_allowed(ip, now):
             return None
         seconds = max(1, math.ceil(wait))
         return Refusal(
             429,
-            f"too many requests with unknown or expired session IDs from your address: retry after {seconds} s "
-            "without the session cookie, or sign in again",
+            f"too many requests with unknown or expired session IDs from your address; retry in a moment, "
+            f"or sign in again (the block ends within {seconds} s)",
             "guessing",
-            retry_after=seconds,
+            retry_after=1,
         )
 
     # -- before the view -----------------------------------------------------------
@@ -216,7 +224,10 @@ class RequestGuard:
     def _cross_site(self, facts: RequestFacts) -> Refusal | None:
         if not self.config.refuse_cross_site or self.exempt(facts):
             return None
-        if facts.fetch_site is not None and facts.fetch_site.strip().lower() == "cross-site":
+        site = facts.fetch_site.strip().lower() if facts.fetch_site is not None else None
+        if site == "same-origin":
+            return None  # the browser's own verdict, which no page can forge (right behind a Host-rewriting proxy)
+        if site == "cross-site":
             return Refusal(
                 403,
                 "cross-site request refused: the browser says it came from another site (Sec-Fetch-Site: "
@@ -245,7 +256,7 @@ class RequestGuard:
         """
         if not facts.host:
             return False
-        scheme = facts.scheme.lower()
+        scheme = _HTTP_SCHEMES.get(facts.scheme.lower(), facts.scheme.lower())
         own = normal_origin(f"{scheme}://{facts.host.strip()}")
         if own is None:
             return False
@@ -275,6 +286,8 @@ class RequestGuard:
         the moment an address crosses the limit (once per block)."""
         if not session.is_new or token.value is None:
             return None
+        if self.config.signer is None and session_id_from_token(self.config, token.value) is None:
+            return None  # not even shaped like an ID: no store was asked, nothing was guessed
         crossed = self.monitor.record_miss(ip, now)
         if crossed is None:
             return None
@@ -296,17 +309,35 @@ class RequestGuard:
         return self.config.csrf and self.unsafe(facts) and not self.exempt(facts)
 
     @staticmethod
-    def form_may_carry_token(facts: RequestFacts) -> bool:
-        """Whether to look in the body: no ``X-CSRF-Token`` header and a form body."""
+    def form_may_carry_token(facts: RequestFacts, *, multipart: bool = True) -> bool:
+        """Whether to look in the body: no ``X-CSRF-Token`` header and a form body.
+
+        ``multipart=False`` for an integration that reads urlencoded forms only
+        (the ASGI and WSGI middleware): a multipart form then needs the header,
+        and :meth:`check_csrf` says so.
+        """
         if facts.csrf_header is not None or not facts.content_type:
             return False
-        return facts.content_type.split(";", 1)[0].strip().lower() in FORM_TYPES
+        media = facts.content_type.split(";", 1)[0].strip().lower()
+        return media in FORM_TYPES and (multipart or media != "multipart/form-data")
 
-    def check_csrf(self, session: Session, presented: str | None, now: float = 0.0) -> Refusal | None:
-        """403 unless ``presented`` is this session's CSRF token (constant-time compare)."""
+    def check_csrf(
+        self, session: Session, presented: str | None, now: float = 0.0, facts: RequestFacts | None = None
+    ) -> Refusal | None:
+        """403 unless ``presented`` is this session's CSRF token (constant-time compare).
+
+        With ``facts`` of a multipart body that was not searched (see
+        :meth:`form_may_carry_token`), a missing token's message says to use the header.
+        """
         if presented and session.csrf_valid(presented):
             return None
-        if not presented:
+        multipart = facts is not None and (facts.content_type or "").lower().startswith("multipart/form-data")
+        if not presented and multipart:
+            reason, message = "csrf_missing", (
+                "CSRF token missing: a multipart form's fields are not searched here; send the token in the "
+                f"X-CSRF-Token header (or post the form urlencoded with a csrf_token field); {_EXEMPT_HINT}"
+            )
+        elif not presented:
             reason, message = "csrf_missing", (
                 "CSRF token missing: send it in the X-CSRF-Token header or a csrf_token form field "
                 f"(csrf_token() in templates); {_EXEMPT_HINT}"

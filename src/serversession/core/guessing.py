@@ -13,11 +13,14 @@ by how much of it still overlaps), so memory is three numbers per address.
 IPv6 addresses count per /64 (one host gets a whole /64).
 
 Past ``limit`` misses in the window the address is *blocked* for up to
-``window`` seconds: its requests that present a session ID this process has not
-served as valid within the window are refused (429) before any store round
-trip; requests with no session ID, and every session this process loaded as
-valid within the window (remembered by storage key, one dict update per
-request), go through as usual.
+``window`` seconds. While blocked, a request presenting a session ID this
+process served as valid within the window goes through as usual (remembered by
+storage key, one dict update per request); one presenting an ID it does not
+know is looked up at most once per ``window / limit`` seconds (so a valid
+session first seen after a restart or on another worker still gets in, and
+guessing stays at the limit's pace), and refused with 429 otherwise, before any
+store round trip. Requests with no session ID, or a token that is not even
+well formed (it never reaches the store), are never refused.
 
 State is per process (each worker counts on its own) and deliberately
 lock-free: every update is a few dict operations that the GIL keeps whole; a
@@ -38,14 +41,17 @@ MAX_KNOWN = 50_000
 
 
 def address_bucket(ip: str) -> str:
-    """What an address counts under: itself for IPv4, its /64 for IPv6."""
+    """What an address counts under: itself for IPv4 (IPv4-mapped IPv6 too), its /64 for IPv6."""
     if ":" not in ip:
         return ip
     try:
-        network = ipaddress.IPv6Network(f"{ip}/64", strict=False)
+        address = ipaddress.IPv6Address(ip.split("%", 1)[0])
     except ValueError:
         return ip
-    return str(network)
+    mapped = address.ipv4_mapped  # a dual-stack server sees every IPv4 peer as ::ffff:a.b.c.d
+    if mapped is not None:
+        return str(mapped)
+    return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
 
 
 class GuessingMonitor:
@@ -56,7 +62,7 @@ class GuessingMonitor:
     keeps no clock of its own.
     """
 
-    __slots__ = ("_blocked", "_counts", "_known", "limit", "max_addresses", "max_known", "window")
+    __slots__ = ("_blocked", "_counts", "_known", "_paced", "limit", "max_addresses", "max_known", "window")
 
     def __init__(
         self, limit: int, window: float, *, max_addresses: int = MAX_ADDRESSES, max_known: int = MAX_KNOWN
@@ -69,8 +75,10 @@ class GuessingMonitor:
         self._counts: dict[str, list[float]] = {}
         # bucket -> Unix time the block ends
         self._blocked: dict[str, float] = {}
-        # storage key -> Unix time it was last served as valid to a watched address
+        # storage key -> Unix time this process last served it as valid
         self._known: dict[str, float] = {}
+        # bucket -> Unix time a blocked address may next have an unknown ID looked up
+        self._paced: dict[str, float] = {}
 
     def blocked_for(self, ip: str, now: float) -> float | None:
         """Seconds left on ``ip``'s block, or None when it is not blocked."""
@@ -89,6 +97,21 @@ class GuessingMonitor:
         """Whether this process served ``key`` as a valid session within the window."""
         seen = self._known.get(key)
         return seen is not None and now - seen < self.window
+
+    def lookup_allowed(self, ip: str, now: float) -> bool:
+        """Whether a blocked address may have one more unknown session ID looked up now.
+
+        One lookup per ``window / limit`` seconds (0.6 s at the defaults): the pace
+        the limit allows anyway, so a block caps guessing at the limit's rate, while
+        a valid session this process has not seen yet (after a restart, on another
+        worker) still gets through within about a second instead of waiting out
+        the block.
+        """
+        bucket = address_bucket(ip)
+        if now < self._paced.get(bucket, 0.0):
+            return False
+        self._paced[bucket] = now + self.window / max(self.limit, 1)
+        return True
 
     def record_valid(self, key: str, now: float) -> None:
         """A request had a valid session: remember it, so a block never refuses it.
@@ -126,9 +149,21 @@ class GuessingMonitor:
         overlap = 1.0 - (now / self.window - number)
         estimate = entry[2] + entry[1] * overlap
         if estimate >= self.limit and bucket not in self._blocked:
+            if len(self._blocked) >= self.max_addresses:
+                self._forget_blocks(now)
             self._blocked[bucket] = now + self.window
             return math.ceil(estimate)
         return None
+
+    def _forget_blocks(self, now: float) -> None:
+        """Bound the blocks as the counts are bounded: lapsed ones first, else the oldest half."""
+        blocked = self._blocked
+        lapsed = [bucket for bucket, until in blocked.items() if until <= now]
+        if len(lapsed) < len(blocked) // 2:
+            lapsed = list(blocked)[: len(blocked) // 2 + 1]
+        for bucket in lapsed:
+            blocked.pop(bucket, None)
+            self._paced.pop(bucket, None)
 
     def _forget(self, now: float) -> None:
         """Make room: drop addresses idle for two windows, else the oldest half."""

@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 
 from ..core.config import normal_origin
@@ -91,7 +92,14 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
             return None
         manager = get_manager()
         exempt = bool(getattr(view, "csrf_exempt", False))
-        facts = replace(facts_from_environ(request.META), path=request.path, scheme=request.scheme, exempt=exempt)
+        try:
+            host = request.get_host()  # Django's view of it: USE_X_FORWARDED_HOST, ALLOWED_HOSTS
+        except DisallowedHost:
+            host = None  # Django answers 400 itself; an Origin cannot match it meanwhile
+        facts = replace(
+            facts_from_environ(request.META), path=request.path, scheme=request.scheme, host=host, exempt=exempt
+        )
+
         refusal = manager.guard.screen(facts, via_header=False, now=manager.clock())
         if refusal is not None and refusal.reason == "cross_site" and _django_trusts(facts.origin):
             refusal = None

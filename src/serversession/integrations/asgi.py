@@ -146,7 +146,7 @@ class SessionMiddleware:
 
         if facts is not None and guard.csrf_needed(facts):
             presented = facts.csrf_header
-            if presented is None and guard.form_may_carry_token(facts):
+            if presented is None and guard.form_may_carry_token(facts, multipart=False):
                 body = await _read_body(receive)
                 if body is None:
                     refusal = body_too_large(MAX_FORM_BODY)
@@ -155,7 +155,7 @@ class SessionMiddleware:
                     return
                 presented = token_from_form(body)
                 receive = _replay(body, receive)
-            refusal = guard.check_csrf(session, presented, now)
+            refusal = guard.check_csrf(session, presented, now, facts)
             if refusal is not None:
                 await arefuse(refusal, facts, manager)
                 await _answer(send, refusal, kind)

@@ -113,7 +113,7 @@ class SessionMiddleware:
 
         if facts is not None and guard.csrf_needed(facts):
             presented = facts.csrf_header
-            if presented is None and guard.form_may_carry_token(facts):
+            if presented is None and guard.form_may_carry_token(facts, multipart=False):
                 body = _read_body(environ)
                 if body is None:
                     refusal = body_too_large(MAX_FORM_BODY)
@@ -122,7 +122,7 @@ class SessionMiddleware:
                 presented = token_from_form(body)
                 environ["wsgi.input"] = io.BytesIO(body)
                 environ["CONTENT_LENGTH"] = str(len(body))
-            refusal = guard.check_csrf(session, presented, now)
+            refusal = guard.check_csrf(session, presented, now, facts)
             if refusal is not None:
                 refuse(refusal, facts, manager)
                 return _answer(start_response, refusal)
