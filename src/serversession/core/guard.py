@@ -181,7 +181,7 @@ class RequestGuard:
         looked up at the limit's pace (:meth:`GuessingMonitor.lookup_allowed`)
         and refused in between, with no store round trip.
         """
-        if token.value is None or self.config.guess_limit <= 0:
+        if token.value is None or not self.monitor._blocked:  # the read path's one check
             return None
         wait = self.monitor.blocked_for(ip, now)
         if wait is None:

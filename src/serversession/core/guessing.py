@@ -116,12 +116,12 @@ class GuessingMonitor:
     def record_valid(self, key: str, now: float) -> None:
         """A request had a valid session: remember it, so a block never refuses it.
 
-        One dict update per request; the oldest half is forgotten when full.
+        One dict store per request. When full, the oldest-remembered half is
+        forgotten; an active session among them is remembered again at its next
+        request.
         """
         known = self._known
-        if key in known:
-            del known[key]  # re-inserted below: the dict stays in order of last use
-        elif len(known) >= self.max_known:
+        if len(known) >= self.max_known and key not in known:
             for stale in list(known)[: len(known) // 2]:
                 known.pop(stale, None)
         known[key] = now

@@ -136,9 +136,10 @@ class SessionMiddleware:
             log.warning("session store failed on load: %s", exc)
             await _answer(send, STORE_UNAVAILABLE, kind)
             return
-        event = guard.observe(token, session, ip, now)
-        if event is not None:
-            await manager.aemit(event)
+        if session.key is None and token.value is not None:  # a presented ID that did not load
+            event = guard.observe(token, session, ip, now)
+            if event is not None:
+                await manager.aemit(event)
         scope["session"] = session
         if kind == "websocket":
             await self.app(scope, receive, send)

@@ -106,9 +106,10 @@ class SessionMiddleware:
         except StoreError as exc:
             log.warning("session store failed on load: %s", exc)
             return _answer(start_response, STORE_UNAVAILABLE)
-        event = guard.observe(token, session, ip, now)
-        if event is not None:
-            manager.emit(event)
+        if session.key is None and token.value is not None:  # a presented ID that did not load
+            event = guard.observe(token, session, ip, now)
+            if event is not None:
+                manager.emit(event)
         environ[ENVIRON_KEY] = session
 
         if facts is not None and guard.csrf_needed(facts):
