@@ -1,6 +1,7 @@
 """What the request boundary costs on the read path: this tree against a baseline revision, same run.
 
-``python -m benchmarks.boundary [--baseline REV] [--rounds 5] [--requests 20000]``
+``python -m benchmarks.boundary [--baseline REV] [--against REV] [--rounds 5] [--requests 20000]``
+``python -m benchmarks.boundary --instructions [--baseline REV] [--against REV]`` (valgrind)
 
 Drives the ASGI and WSGI middleware in-process (no sockets, so the middleware
 is most of what is measured) over the memory store: a GET carrying a valid
@@ -10,7 +11,9 @@ landed) is exported with ``git archive`` and measured by the same script in its
 own process, rounds interleaved, medians kept. It prints microseconds per
 request and the ratio of this tree to the baseline; a ratio near 1.00 means
 the guard's checks (throttle, observe, screen, the facts it reads) cost
-nothing measurable.
+nothing measurable. ``--instructions`` counts instructions per request with
+callgrind instead of timing: repeatable to a fraction of a percent on a shared,
+noisy machine.
 """
 
 from __future__ import annotations
@@ -119,13 +122,34 @@ def measure(src: Path, requests: int) -> dict[str, float]:
     return result
 
 
+def instructions(src: Path, face: str, tmp: Path) -> float:
+    """Instructions per request on ``face``, counted by callgrind (repeatable on a busy machine):
+    the difference between a run of 1,500 requests and one of 500, over 1,000."""
+    script = tmp / "count.py"
+    tail = _MEASURE_TAIL.split("wsgi_round(); asyncio.run(asgi_round())")[0]
+    script.write_text(_MEASURE + tail + "wsgi_round() if sys.argv[2] == 'wsgi' else asyncio.run(asgi_round())\n")
+    counts = []
+    for n in (500, 1500):
+        out = tmp / f"cg.{face}.{n}"
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, str(script), str(n), face],
+            env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        line = next(x for x in done.stderr.splitlines() if "Collected" in x)
+        counts.append(int(line.rsplit(":", 1)[1]))
+    return (counts[1] - counts[0]) / 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare with")
     parser.add_argument("--against", default=None, help="a git revision to measure instead of the working tree")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--instructions", action="store_true", help="count instructions with valgrind instead")
     args = parser.parse_args(argv)
+    if args.instructions:
+        return count_instructions(args)
     with tempfile.TemporaryDirectory(prefix="ss-bench-") as tmp:
         (Path(tmp) / "a").mkdir()
         (Path(tmp) / "b").mkdir()
@@ -141,6 +165,21 @@ def main(argv: list[str] | None = None) -> int:
         base = statistics.median(r[face] for r in rounds["baseline"])
         ours = statistics.median(r[face] for r in rounds["this tree"])
         print(f"{face:6} {base:17.1f} us {ours:9.1f} us {ours / base:7.2f}")
+    return 0
+
+
+def count_instructions(args: argparse.Namespace) -> int:
+    """``--instructions``: the same comparison in instructions per request (callgrind)."""
+    with tempfile.TemporaryDirectory(prefix="ss-bench-") as tmp:
+        (Path(tmp) / "a").mkdir()
+        (Path(tmp) / "b").mkdir()
+        ours = export(args.against, Path(tmp) / "b") if args.against else ROOT / "src"
+        base = export(args.baseline, Path(tmp) / "a")
+        print("read path, in-process, memory store: instructions per request (callgrind)")
+        print(f"{'face':6} {'baseline ' + args.baseline:>20} {'this tree':>12} {'ratio':>7}")
+        for face in ("asgi", "wsgi"):
+            a, b = instructions(base, face, Path(tmp)), instructions(ours, face, Path(tmp))
+            print(f"{face:6} {a:20,.0f} {b:12,.0f} {b / a:7.3f}")
     return 0
 
 
