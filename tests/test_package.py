@@ -33,3 +33,15 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         assert "NoSuchThing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_the_authentication_controls_are_public() -> None:
+    from serversession import ReauthenticationRequired, Session, SessionError, SessionManager
+
+    assert "ReauthenticationRequired" in serversession.__all__
+    assert issubclass(ReauthenticationRequired, SessionError)
+    for name in ("authenticated_at", "reauthenticated", "require_recent_auth", "credential_changed",
+                 "acredential_changed"):  # fmt: skip
+        assert getattr(Session, name).__doc__, name
+    assert SessionManager.credential_changed.__doc__
+    assert serversession.AsyncSessionManager.acredential_changed.__doc__

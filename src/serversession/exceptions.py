@@ -13,6 +13,7 @@ so an application can catch the whole family in one place::
     │   └── SessionTooLargeError  the encoded session exceeds ``max_size``
     ├── ConcurrentUpdateError     an atomic ``modify()`` lost its race too many times
     ├── SessionEndedError         the session was destroyed, revoked or rotated away
+    ├── ReauthenticationRequired  the last sign-in is older than an action allows (answer 401)
     └── CSRFError                 the CSRF token is missing or wrong (answer 403)
 
 A missing, expired or tampered session ID is *not* an error: the request simply
@@ -21,6 +22,8 @@ Store errors always carry the driver's exception as ``__cause__``.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class SessionError(Exception):
@@ -95,6 +98,25 @@ class ConcurrentUpdateError(SessionError):
 
 class SessionEndedError(SessionError):
     """The session was destroyed, revoked or rotated by another request meanwhile."""
+
+
+class ReauthenticationRequired(SessionError):
+    """The user must prove who they are again before this action.
+
+    Raised by :meth:`Session.require_recent_auth
+    <serversession.Session.require_recent_auth>` when the session's last
+    authentication (sign-in or :meth:`~serversession.Session.reauthenticated`)
+    is older than ``max_age`` seconds, or the session is anonymous. Every
+    integration answers it with 401 ``{"error": ..., "reauth_required": true}``
+    unless the app catches it (to show a password prompt, say). ``max_age`` is
+    the limit in seconds; ``authenticated_at`` the last authentication (a
+    timezone-aware UTC ``datetime``) or None.
+    """
+
+    def __init__(self, message: str, *, max_age: float, authenticated_at: datetime | None) -> None:
+        super().__init__(message)
+        self.max_age = max_age
+        self.authenticated_at = authenticated_at
 
 
 class CSRFError(SessionError):

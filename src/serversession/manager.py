@@ -244,6 +244,31 @@ class SessionManager(_ManagerBase):
         plan = lifecycle.revoke_user(self.config, user, self.clock(), keep, reason)
         return run_sync(plan, self.store, self._emit_sync)
 
+    def credential_changed(self, session: Session, *, reason: str = "credential changed") -> int:
+        """The user of ``session`` changed a password, a factor or their role: act on it now.
+
+        ``session`` gets a new ID at once (the response of this request carries
+        it; the old one stops working) and counts as authenticated now; every
+        other session of the user ends, each with a REVOKED event carrying
+        ``reason``; a sign-in of the user that another process checked against
+        the old credential and binds meanwhile is ended too (``docs/security.md``,
+        "Credential changes"). Returns how many sessions ended. Call it *after*
+        storing the new credential. Raises ``RuntimeError`` for an anonymous
+        session, :class:`~serversession.exceptions.SessionEndedError` when this
+        session was ended or rotated by another request meanwhile (the others
+        are ended all the same) and
+        :class:`~serversession.exceptions.StoreError` when the store fails.
+        """
+        now, key = self.clock(), session.key
+        ended = run_sync(lifecycle.credential_changed(session, now, reason), self.store, self._emit_sync)
+        if session.key != key:
+            self.guard.saw_valid(session, now)
+        return ended
+
+    def acredential_changed(self, session: Session, *, reason: str = "credential changed") -> Any:
+        """Not available on a sync manager: use :meth:`credential_changed`."""
+        raise TypeError("this session belongs to a sync manager; call session.credential_changed()")
+
 
 class AsyncSessionManager(_ManagerBase):
     """Async twin of :class:`SessionManager` over an :class:`~serversession.stores.base.AsyncStore`."""
@@ -303,3 +328,15 @@ class AsyncSessionManager(_ManagerBase):
         """See :meth:`SessionManager.revoke_user`."""
         plan = lifecycle.revoke_user(self.config, user, self.clock(), keep, reason)
         return await run_async(plan, self.store, self._emit_async)
+
+    def credential_changed(self, session: Session, *, reason: str = "credential changed") -> int:
+        """Not available on an async manager: use ``await session.acredential_changed()``."""
+        raise TypeError("this session belongs to an async manager; use await session.acredential_changed()")
+
+    async def acredential_changed(self, session: Session, *, reason: str = "credential changed") -> int:
+        """See :meth:`SessionManager.credential_changed`."""
+        now, key = self.clock(), session.key
+        ended = await run_async(lifecycle.credential_changed(session, now, reason), self.store, self._emit_async)
+        if session.key != key:
+            self.guard.saw_valid(session, now)
+        return ended

@@ -86,6 +86,9 @@ class SessionMeta:
     (seconds of inactivity) and ``ends_at`` (Unix time) are the expiry the
     application set on this session (:meth:`.Session.set_expiry`), None where
     it set none; they only ever shorten the configured timeouts.
+    ``authenticated_at`` (Unix time) is when the session's user last proved who
+    they are (bound at sign-in, :meth:`.Session.reauthenticated`), None while
+    anonymous.
     """
 
     created_at: float
@@ -97,6 +100,7 @@ class SessionMeta:
     csrf_secret: str = ""
     idle_limit: float | None = None
     ends_at: float | None = None
+    authenticated_at: float | None = None
 
     def with_changes(self, **changes: Any) -> SessionMeta:
         """Return a copy with ``changes`` applied."""
@@ -114,8 +118,9 @@ _META_FIELDS = {
     "csrf_secret": "x",
     "idle_limit": "l",
     "ends_at": "e",
+    "authenticated_at": "t",
 }
-_OPTIONAL_NUMBERS = ("idle_limit", "ends_at")
+_OPTIONAL_NUMBERS = ("idle_limit", "ends_at", "authenticated_at")
 
 
 def encode_meta_fields(**values: Any) -> dict[str, str]:
@@ -140,9 +145,10 @@ def encode_meta_fields(**values: Any) -> dict[str, str]:
 def encode_meta(meta: SessionMeta) -> dict[str, str]:
     """Encode a whole :class:`SessionMeta` into string fields.
 
-    The expiry an application set is left out when there is none (most
-    sessions): a store then keeps no empty fields for it. To clear one in a
-    commit, send :func:`encode_meta_fields` with None, which writes it empty.
+    The expiry an application set and the authentication time are left out
+    when there is none (most sessions; every anonymous one): a store then keeps
+    no empty fields for them. To clear one in a commit, send
+    :func:`encode_meta_fields` with None, which writes it empty.
     """
     optional = {name: getattr(meta, name) for name in _OPTIONAL_NUMBERS if getattr(meta, name) is not None}
     return encode_meta_fields(
@@ -162,8 +168,8 @@ def decode_meta(fields: Mapping[str, Any]) -> SessionMeta:
 
     Raises :class:`CorruptRecordError` for a corrupt record: not a mapping, a
     missing or non-finite timestamp (a NaN deadline would never expire), a field
-    that is not a string. ``l`` and ``e`` are optional (records written before
-    they existed have neither): absent or empty is None.
+    that is not a string. ``l``, ``e`` and ``t`` are optional (records written
+    before they existed have none of them): absent or empty is None.
     """
     if not isinstance(fields, Mapping) or not all(isinstance(v, str) for v in fields.values()):
         raise CorruptRecordError("a stored session's metadata is not a mapping of strings", operation="load")
@@ -174,6 +180,7 @@ def decode_meta(fields: Mapping[str, Any]) -> SessionMeta:
     if not (math.isfinite(created_at) and math.isfinite(last_seen_at)):
         raise CorruptRecordError("a stored session's timestamps are not finite", operation="load")
     idle_limit, ends_at = _optional_number(fields.get("l")), _optional_number(fields.get("e"))
+    authenticated_at = _optional_number(fields.get("t"))
     return SessionMeta(
         created_at=created_at,
         last_seen_at=last_seen_at,
@@ -184,17 +191,20 @@ def decode_meta(fields: Mapping[str, Any]) -> SessionMeta:
         csrf_secret=fields.get("x", ""),
         idle_limit=idle_limit,
         ends_at=ends_at,
+        authenticated_at=authenticated_at,
     )
 
 
 def _optional_number(text: str | None) -> float | None:
-    """An optional number field: None when absent or empty, else a finite float."""
+    """An optional number field (an expiry, the authentication time): None when absent
+    or empty, else a finite float."""
     if not text:
         return None
     try:
         number = float(text)
     except ValueError as exc:
-        raise CorruptRecordError("a stored session's expiry is not a number", operation="load") from exc
+        raise CorruptRecordError("a stored session's expiry or authentication time is not a number",
+                                 operation="load") from exc  # fmt: skip
     if not math.isfinite(number):
-        raise CorruptRecordError("a stored session's expiry is not finite", operation="load")
+        raise CorruptRecordError("a stored session's expiry or authentication time is not finite", operation="load")
     return number

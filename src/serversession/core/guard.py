@@ -34,9 +34,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from ..exceptions import ConcurrentUpdateError, SessionEndedError, StoreError
+from ..exceptions import (
+    ConcurrentUpdateError,
+    ReauthenticationRequired,
+    SessionEndedError,
+    StoreError,
+)
 from . import csrf
 from .config import SessionConfig, normal_origin
 from .events import EventKind, SessionEvent
@@ -50,6 +57,10 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _HTTP_SCHEMES = {"ws": "http", "wss": "https"}
 STORE_DOWN_MESSAGE = "session store unavailable, please retry"
 CONFLICT_MESSAGE = "the session changed meanwhile, please retry"
+REAUTH_MESSAGE = (
+    "re-authentication required: this action needs a recent sign-in; prove who you are again "
+    "(e.g. POST your password again) and retry"
+)
 _EXEMPT_HINT = "exempt a route with SessionConfig(csrf_exempt_paths=[...]) (Flask: @serversession.flask.csrf_exempt)"
 
 
@@ -85,7 +96,9 @@ class Refusal:
     ``reason`` is a short code for logs and metrics ("csrf_missing",
     "cross_site", "json_only", "guessing", "store_unavailable", ...);
     ``retry_after`` (seconds) becomes a ``Retry-After`` header; ``event`` is the
-    lifecycle event the integration hands to the manager's listeners, if any.
+    lifecycle event the integration hands to the manager's listeners, if any;
+    ``extra`` holds more JSON fields for the body, for a client to act on
+    without parsing the message (``{"reauth_required": True}``).
     """
 
     status: int
@@ -93,10 +106,15 @@ class Refusal:
     reason: str
     retry_after: int | None = None
     event: SessionEvent | None = None
+    extra: Mapping[str, Any] | None = None
+
+    def content(self) -> dict[str, Any]:
+        """The body as a mapping: ``{"error": message}`` and the ``extra`` fields."""
+        return {"error": self.message, **(self.extra or {})}
 
     def body(self) -> bytes:
-        """The JSON body: ``{"error": message}``."""
-        return json.dumps({"error": self.message}).encode()
+        """The JSON body: ``{"error": message}`` and the ``extra`` fields."""
+        return json.dumps(self.content()).encode()
 
     def headers(self, body: bytes | None = None) -> list[tuple[str, str]]:
         """``Content-Type``, ``Content-Length`` (of ``body``, default :meth:`body`),
@@ -114,6 +132,8 @@ class Refusal:
 
 #: The answer when the store fails: nothing was written, retry in a second.
 STORE_UNAVAILABLE = Refusal(503, STORE_DOWN_MESSAGE, "store_unavailable", retry_after=1)
+#: The answer to :class:`~serversession.exceptions.ReauthenticationRequired` escaping the app.
+REAUTH_REQUIRED = Refusal(401, REAUTH_MESSAGE, "reauth_required", extra={"reauth_required": True})
 
 
 def refusal_for_error(exc: BaseException) -> Refusal | None:
@@ -123,9 +143,13 @@ def refusal_for_error(exc: BaseException) -> Refusal | None:
     that lost every race, or a session ended by another request meanwhile, is
     409 (retry after reloading). Neither is the app's bug, so neither may
     become a 500.
+    An action that needs a recent authentication the session lacks
+    (``require_recent_auth``) is 401 with ``"reauth_required": true``.
     """
     if isinstance(exc, StoreError):
         return STORE_UNAVAILABLE
+    if isinstance(exc, ReauthenticationRequired):
+        return REAUTH_REQUIRED
     if isinstance(exc, (ConcurrentUpdateError, SessionEndedError)):
         return Refusal(409, CONFLICT_MESSAGE, "conflict")
     return None

@@ -29,6 +29,13 @@ Rules (everything that changes a session's fate must live in this file):
    writes follow the session to its new key, while loads of the old ID fail.
 6. **Atomic read-modify-write**: ``modify`` is compare-and-set on one key's
    encoded text, retried with the fresher value on conflict.
+8. **Credential changes void older sign-ins**: ``credential_changed`` records
+   "sign-ins of this user by requests loaded before T are void" (a marker, see
+   :mod:`._credentials`) *before* it lists and ends the user's other sessions;
+   every save that binds a user reads that marker *after* its own write and
+   ends the session it just bound if its request was loaded before T. One of
+   the two always sees the other, so no sign-in checked against the old
+   credential survives (``docs/security.md``, "Credential changes").
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..exceptions import ConcurrentUpdateError, SessionEndedError, StoreError
+from . import _credentials as credentials
 from .codec import SessionMeta, decode_value, encode_meta, encode_meta_fields, encode_value
 from .config import SessionConfig
 from .events import EventKind, SessionEvent
@@ -84,6 +92,8 @@ class SessionInfo:
 
     The deadlines are the ones in force (Unix seconds): the configured timeouts,
     shortened by any expiry the application set on the session.
+    ``authenticated_at`` is when the user last proved who they are (Unix
+    seconds; None for a session bound before authentication times were kept).
     """
 
     handle: str
@@ -95,6 +105,7 @@ class SessionInfo:
     user_agent: str
     ip: str
     current: bool = field(default=False)
+    authenticated_at: float | None = None
 
 
 NOTHING = SaveResult()
@@ -162,6 +173,7 @@ def new_session(
         presented=token.value is not None or token.ambiguous,  # a cookie to clear
         expired=expired,
         pre_csrf_secret=token.csrf_secret,
+        loaded_at=now,
     )
 
 
@@ -193,11 +205,14 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
         via_header=token.via_header,
         presented=True,
         pre_csrf_secret=token.csrf_secret,
+        loaded_at=now,
     )
 
 
 def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult]:
     """Plan: write what this request changed and say what the response carries."""
+    if session.auth_stamp_due:
+        session.mark_authenticated(now)  # bound with no manager clock at hand: the save's time
     if session.destroy_requested:
         if session.key is not None:
             ended = yield from _delete_following_moves(session.key)
@@ -216,9 +231,11 @@ def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult
         return (yield from _rotate(session, now, ip))
     commit = _commit_for(session, now, ip)
     if commit is None:
-        return NOTHING
+        return _reissued(session, now)
     result, moved = yield from _commit_following_moves(session.key, commit)
     if result.outcome is Outcome.MISSING:
+        return _ended(session)
+    if session.user_changed and session.user is not None and (yield from _bind_voided(session, session.key, now)):
         return _ended(session)
     if moved:
         return MOVED_AWAY  # rotated meanwhile: the rotating response carries the new ID
@@ -227,7 +244,7 @@ def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult
         yield _event(EventKind.RENEWED, now, session.key, session.user)
     if session.persistent and (commit.expires_at is not None or session.persistent_changed):
         return _issue(session, session.session_id or "", now)
-    return NOTHING
+    return _reissued(session, now)
 
 
 #: ``modify``'s starting point when the caller knows nothing fresher than the session's load.
@@ -294,6 +311,7 @@ def list_sessions(
                 user_agent=s.meta.user_agent,
                 ip=s.meta.ip,
                 current=s.key == current_key,
+                authenticated_at=s.meta.authenticated_at,
             )
         )
     infos.sort(key=lambda i: i.created_at)
@@ -332,7 +350,66 @@ def revoke_user(
     return ended
 
 
+def credential_changed(session: Session, now: float, reason: str = "credential changed") -> Plan[int]:
+    """Plan: the user of ``session`` changed a credential (password, factor, role).
+
+    In this order: record that sign-ins of the user by requests loaded before
+    ``now`` are void (rule 8); give ``session`` a new ID now, carrying this
+    request's changes, authenticated at ``now`` (the next save sends the new ID);
+    end every other session of the user, with REVOKED events carrying
+    ``reason``; return how many ended. Raises ``RuntimeError`` for an anonymous
+    session and :class:`SessionEndedError` when ``session`` itself was ended or
+    rotated by another request meanwhile (the others are ended all the same).
+    """
+    user = session.user
+    if user is None:
+        raise RuntimeError("credential_changed() needs a session bound to a user (session.user)")
+    config = session.config
+    yield from _void_sign_ins_before(config, user, now, reason)
+    session.loaded_at = now  # this request holds the new credential: its own bind is not void
+    session.mark_authenticated(now)
+    session.rotate(reason)
+    result = yield from save(session, now)
+    ended = yield from revoke_user(config, user, now, keep=session, reason=reason)
+    if result.ended or result.moved:
+        raise SessionEndedError("the session was ended or rotated by another request during the credential change")
+    session.reissue_requested = True
+    return ended
+
+
 # -- helpers -----------------------------------------------------------------
+
+
+def _void_sign_ins_before(config: SessionConfig, user: str, now: float, reason: str) -> Plan[None]:
+    """Raise the credential-change marker of ``user`` to ``now`` (never lower it:
+    compare-and-set on its time, as ``modify`` does)."""
+    key, owner = credentials.key(user), credentials.owner(user)
+    for _ in range(config.modify_attempts):
+        found: list[StoredSession] = yield ("list_user", (owner,))
+        marker = credentials.find(found, user)
+        if marker is None:
+            if (yield ("create", (key, credentials.commit(config, user, now, reason)))):
+                return
+            continue  # written meanwhile: read it again
+        if marker[0] >= now:
+            return  # a later change is already recorded
+        result: CommitResult = yield ("commit", (key, credentials.commit(config, user, now, reason, marker[2])))
+        if result.outcome is Outcome.OK:
+            return
+    raise ConcurrentUpdateError(f"the credential-change marker changed {config.modify_attempts} times under us")
+
+
+def _bind_voided(session: Session, key: str, now: float) -> Plan[bool]:
+    """After a write that bound ``session.user`` at ``key``: end it if the user changed
+    a credential after this request was loaded (rule 8); True if it was ended."""
+    user = session.meta.user or ""
+    found: list[StoredSession] = yield ("list_user", (credentials.owner(user),))
+    marker = credentials.find(found, user)
+    if marker is None or session.loaded_at >= marker[0]:
+        return False
+    gone = yield from _delete_following_moves(key)
+    yield _event(EventKind.REVOKED, now, gone or key, user, marker[1] or "credential changed")
+    return True
 
 
 def _event(
@@ -376,7 +453,7 @@ def _commit_for(session: Session, now: float, ip: str | None) -> Commit | None:
     to_set, unset = session.delta()
     # A new expiry is a renewal: the store expiry follows it, shorter or back to the default.
     renew = bool(to_set or unset) or session.expiry_changed or renewal_due(config, session.meta, now)
-    if not (renew or session.user_changed or session.persistent_changed):
+    if not (renew or session.user_changed or session.persistent_changed or session.auth_changed):
         return None
     meta: dict[str, str] = {}
     expires_at = None
@@ -389,6 +466,8 @@ def _commit_for(session: Session, now: float, ip: str | None) -> Commit | None:
         meta.update(encode_meta_fields(user=session.meta.user))
     if session.persistent_changed:
         meta.update(encode_meta_fields(persistent=session.meta.persistent))
+    if session.auth_changed:
+        meta.update(encode_meta_fields(authenticated_at=session.meta.authenticated_at))
     if session.expiry_changed:
         meta.update(encode_meta_fields(idle_limit=session.meta.idle_limit, ends_at=session.meta.ends_at))
     index_user = session.meta.user if session.user_changed else None
@@ -451,6 +530,8 @@ def _create(session: Session, now: float) -> Plan[SaveResult]:
             session.session_id, session.key, session.meta = session_id, key, meta
             session.settle(None)
             yield _event(EventKind.CREATED, now, key, meta.user)
+            if meta.user is not None and (yield from _bind_voided(session, key, now)):
+                return _ended(session)
             return _issue(session, session_id, now, clear_pre_csrf=True)
     raise StoreError("could not create a session under a fresh key", operation="create")
 
@@ -469,6 +550,9 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
     )
     if session.expiry_changed:  # else the store carries the old record's over, if it has any
         fields.update(encode_meta_fields(idle_limit=meta.idle_limit, ends_at=meta.ends_at))
+    if session.auth_changed:  # likewise the authentication time
+        fields.update(encode_meta_fields(authenticated_at=meta.authenticated_at))
+    binding = session.user_changed and meta.user is not None
     commit = Commit(
         set_data=to_set,
         unset_data=unset,
@@ -491,7 +575,9 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
             forwarded.update(
                 encode_meta_fields(last_seen_at=now, idle_limit=meta.idle_limit, ends_at=meta.ends_at)
             )
-        yield from _commit_following_moves(
+        if session.auth_changed:
+            forwarded.update(encode_meta_fields(authenticated_at=meta.authenticated_at))
+        forward, _ = yield from _commit_following_moves(
             result.moved_to,
             Commit(
                 set_data=to_set,
@@ -502,17 +588,22 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
                 absolute_at=index_deadline(config, meta),
             ),
         )
+        if binding and forward.outcome is Outcome.OK:
+            yield from _bind_voided(session, result.moved_to, now)
         return MOVED_AWAY
     if result.outcome is not Outcome.OK:
         return _ended(session)
     session.session_id, session.key, session.meta = session_id, key, meta
     session.settle(None)
     yield _event(EventKind.ROTATED, now, key, meta.user, session.end_reason, previous=old_key)
+    if binding and (yield from _bind_voided(session, key, now)):
+        return _ended(session)
     return _issue(session, session_id, now)
 
 
 def _issue(session: Session, session_id: str, now: float, clear_pre_csrf: bool = False) -> SaveResult:
     config = session.config
+    session.reissue_requested = False  # the response carries the current ID now
     token = token_for_client(config, session_id)
     if session.via_header:
         return SaveResult(header_token=token)
@@ -525,6 +616,13 @@ def _issue(session: Session, session_id: str, now: float, clear_pre_csrf: bool =
     if clear_pre_csrf and session.pre_csrf_secret is not None and not session.pre_csrf_issued:
         cookies.append(set_cookie(config, config.csrf_cookie_name, "", 0))
     return SaveResult(set_cookies=tuple(cookies))
+
+
+def _reissued(session: Session, now: float) -> SaveResult:
+    """A save that wrote nothing new: the cookie again if the ID changed outside a save."""
+    if session.reissue_requested and session.session_id is not None:
+        return _issue(session, session.session_id, now)
+    return NOTHING
 
 
 def _ended(session: Session, expired: bool = False) -> SaveResult:

@@ -17,9 +17,10 @@ import copy
 import math
 import secrets
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ..exceptions import SessionTooLargeError
+from ..exceptions import ReauthenticationRequired, SessionTooLargeError
 from . import csrf
 from .codec import SessionMeta, decode_value, encode_value, is_utf8
 from .config import SessionConfig
@@ -32,12 +33,22 @@ T = TypeVar("T")
 _MUTABLE = (dict, list)
 
 
+#: User names starting with this are the library's own (credential-change markers, see the lifecycle).
+RESERVED_USER_PREFIX = "\x1f"
+
+
 class _Modifier(Protocol):
-    """What a manager offers a session for atomic read-modify-write."""
+    """What a manager offers a session: its clock, atomic read-modify-write, credential changes."""
+
+    clock: Callable[[], float]
 
     def modify(self, session: Session, key: str, fn: Callable[[Any], Any], default: Any) -> Any: ...
 
     def amodify(self, session: Session, key: str, fn: Callable[[Any], Any], default: Any) -> Awaitable[Any]: ...
+
+    def credential_changed(self, session: Session, *, reason: str = ...) -> int: ...
+
+    def acredential_changed(self, session: Session, *, reason: str = ...) -> Awaitable[int]: ...
 
 
 class Session(MutableMapping[str, Any]):
@@ -46,7 +57,9 @@ class Session(MutableMapping[str, Any]):
     Besides the mapping API it offers :meth:`modify` / :meth:`amodify` (atomic
     read-modify-write of one key), :meth:`rotate` (new ID at sign-in),
     :meth:`destroy` (logout), :attr:`user` (bind to a user), :meth:`set_expiry`
-    (a shorter server-side lifetime), :attr:`csrf_token` and read-only
+    (a shorter server-side lifetime), :attr:`csrf_token`, the authentication
+    controls (:attr:`authenticated_at`, :meth:`reauthenticated`,
+    :meth:`require_recent_auth`, :meth:`credential_changed`) and read-only
     metadata. Build one through a manager, not directly.
     """
 
@@ -62,6 +75,7 @@ class Session(MutableMapping[str, Any]):
         presented: bool = False,
         expired: bool = False,
         pre_csrf_secret: str | None = None,
+        loaded_at: float = -math.inf,
     ) -> None:
         self.config = config
         self.session_id = session_id
@@ -86,6 +100,16 @@ class Session(MutableMapping[str, Any]):
         self.persistent_changed = False
         self.expiry_changed = False
         self.create_requested = False
+        #: The authentication time changed in this request (sign-in, sign-out, re-authentication).
+        self.auth_changed = False
+        #: Stamp the authentication time with the save's clock (no manager clock was at hand).
+        self.auth_stamp_due = False
+        #: The ID changed outside a save (:meth:`credential_changed`): the next save sends it.
+        self.reissue_requested = False
+        #: When this request's session was loaded (Unix seconds, the manager's clock): any
+        #: credential the request checked was checked no earlier. A sign-in bound by a request
+        #: loaded before the user's last credential change is voided (see the lifecycle).
+        self.loaded_at = loaded_at
         #: Free text for the ROTATED / DESTROYED event of this request.
         self.end_reason = ""
         self.manager: _Modifier | None = None
@@ -191,8 +215,11 @@ class Session(MutableMapping[str, Any]):
         """The user this session is bound to (None: anonymous).
 
         Setting it binds the session to a user, so it appears in
-        :meth:`~serversession.SessionManager.list_sessions` and can be revoked.
-        Rotate the session when you set it at sign-in.
+        :meth:`~serversession.SessionManager.list_sessions` and can be revoked,
+        and sets :attr:`authenticated_at` to now (a sign-in); setting None
+        (sign-out) clears it. Rotate the session when you set it at sign-in.
+        Raises ``TypeError`` for a non-str and ``ValueError`` for a NUL, a lone
+        surrogate or a leading ``\\x1f`` (reserved).
         """
         return self.meta.user
 
@@ -202,9 +229,15 @@ class Session(MutableMapping[str, Any]):
             raise TypeError("session.user must be a str or None")
         if value is not None and ("\x00" in value or not is_utf8(value)):
             raise ValueError("session.user cannot contain NUL characters or lone surrogates")
+        if value is not None and value.startswith(RESERVED_USER_PREFIX):
+            raise ValueError("session.user cannot start with \\x1f (reserved for the library's own records)")
         if value != self.meta.user:
             self.meta = self.meta.with_changes(user=value)
             self.user_changed = True
+            if value is None:
+                self._clear_authenticated()
+            else:
+                self._stamp_authenticated()
             if value is not None and self.key is None and not self.meta.csrf_secret:
                 # Signed in before it was ever stored: never keep the pre-session secret,
                 # a cookie a network attacker or a sibling subdomain could have planted.
@@ -244,6 +277,101 @@ class Session(MutableMapping[str, Any]):
     def csrf_valid(self, presented: str | None) -> bool:
         """Check ``presented`` against this session's token in constant time."""
         return csrf.token_matches(self.meta.csrf_secret or self.pre_csrf_secret, presented)
+
+    # -- authentication --------------------------------------------------------
+    @property
+    def authenticated_at(self) -> datetime | None:
+        """When the user last proved who they are (a timezone-aware UTC ``datetime``).
+
+        Set when a user is bound (:attr:`user`: sign-in) and by
+        :meth:`reauthenticated`, :meth:`credential_changed`; kept across
+        :meth:`rotate`; None while the session is anonymous (and, until its save,
+        for a sign-in on a session with no manager to read the time from).
+        """
+        at = self.meta.authenticated_at
+        if at is None or self.meta.user is None:
+            return None
+        return datetime.fromtimestamp(at, timezone.utc)
+
+    def reauthenticated(self) -> None:
+        """Record that the user just proved who they are again (password, second factor).
+
+        Call after the check succeeds: :attr:`authenticated_at` becomes now (the
+        manager's clock), stored with the session's metadata at the end of this
+        request, and :meth:`require_recent_auth` passes again. Raises
+        ``RuntimeError`` on an anonymous session (there is nobody to authenticate).
+        """
+        if self.meta.user is None:
+            raise RuntimeError("no user is bound to this session: set session.user at sign-in")
+        self._stamp_authenticated()
+
+    def require_recent_auth(self, max_age: float, *, now: float | None = None) -> None:
+        """Raise :class:`~serversession.exceptions.ReauthenticationRequired` unless the user
+        authenticated within the last ``max_age`` seconds.
+
+        For sensitive actions (changing a password, an e-mail address, payment
+        details): an anonymous session, one bound before authentication times
+        were recorded, or one whose :attr:`authenticated_at` is more than
+        ``max_age`` seconds old raises; every integration answers that with 401
+        ``{"error": ..., "reauth_required": true}`` unless the app catches it.
+        ``now`` (Unix seconds) defaults to the manager's clock. Raises
+        ``TypeError`` for a ``max_age`` that is not a number, ``ValueError`` for
+        NaN, and ``RuntimeError`` with neither ``now`` nor a manager.
+        """
+        if isinstance(max_age, bool) or not isinstance(max_age, (int, float)):
+            raise TypeError(f"require_recent_auth() takes max_age in seconds, got {type(max_age).__name__}")
+        if math.isnan(max_age):
+            raise ValueError("require_recent_auth() needs a max_age in seconds, not NaN")
+        if self.auth_stamp_due and self.meta.user is not None:
+            return  # authenticated in this very request; the save stamps the time
+        if now is None:
+            if self.manager is None:
+                raise RuntimeError("this session is not attached to a manager: pass now=")
+            now = self.manager.clock()
+        at = self.meta.authenticated_at if self.meta.user is not None else None
+        if at is None:
+            message = "this action needs a signed-in user who authenticated recently; the session has none"
+        elif now - at > max_age:
+            message = f"this action needs an authentication within {max_age:g} s; the last was {now - at:.0f} s ago"
+        else:
+            return
+        raise ReauthenticationRequired(message, max_age=max_age, authenticated_at=self.authenticated_at)
+
+    def credential_changed(self, reason: str = "credential changed") -> int:
+        """The user changed a password, factor or role: see
+        :meth:`SessionManager.credential_changed <serversession.SessionManager.credential_changed>`.
+
+        This session gets a new ID now and counts as freshly authenticated;
+        every other session of the user ends. Returns how many ended.
+        """
+        if self.manager is None:
+            raise RuntimeError("this session is not attached to a manager")
+        return self.manager.credential_changed(self, reason=reason)
+
+    async def acredential_changed(self, reason: str = "credential changed") -> int:
+        """Async twin of :meth:`credential_changed`."""
+        if self.manager is None:
+            raise RuntimeError("this session is not attached to a manager")
+        return await self.manager.acredential_changed(self, reason=reason)
+
+    def mark_authenticated(self, at: float) -> None:
+        """For the lifecycle: the user authenticated at ``at`` (Unix seconds, kept to the ms)."""
+        self.meta = self.meta.with_changes(authenticated_at=round(at, 3))
+        self.auth_stamp_due = False
+        self.auth_changed = True
+
+    def _stamp_authenticated(self) -> None:
+        if self.manager is None:  # the save stamps it with its own clock
+            self.meta = self.meta.with_changes(authenticated_at=None)
+            self.auth_stamp_due = self.auth_changed = True
+        else:
+            self.mark_authenticated(self.manager.clock())
+
+    def _clear_authenticated(self) -> None:
+        self.auth_stamp_due = False
+        if self.meta.authenticated_at is not None:
+            self.meta = self.meta.with_changes(authenticated_at=None)
+            self.auth_changed = True
 
     # -- timing --------------------------------------------------------------
     def set_expiry(self, idle: float | None = None, *, at: float | None = None) -> None:
@@ -353,7 +481,7 @@ class Session(MutableMapping[str, Any]):
         self._deleted.clear()
         self._sizes.clear()
         self.rotate_requested = self.create_requested = False
-        self.user_changed = self.persistent_changed = self.expiry_changed = False
+        self.user_changed = self.persistent_changed = self.expiry_changed = self.auth_changed = False
         if renewed_at is not None:
             self.meta = self.meta.with_changes(last_seen_at=renewed_at)
 

@@ -19,7 +19,8 @@ it is two objects and a dictionary slot, 268 B beyond the data:
 * the **record**: one ``bytes``, 176 B with the benchmark's data. It opens with
   the expiry (8 B, read without unpacking the rest), then :mod:`marshal` of a
   flat tuple: the seven metadata fields (nine when the app set an expiry on the
-  session: leaving the two out keeps the common record in its 176 B allocator
+  session, ten with the authentication time of a signed-in session: leaving the
+  optional ones out keeps the common, anonymous record in its 176 B allocator
   size class, where two more bytes cost 16), then the data dict. Timestamps are
   floats (9 B, not 16 of text); empty fields are None (1 B); the User-Agent,
   100-150 B and the same for many sessions, is an index into a bounded
@@ -77,9 +78,10 @@ from ..exceptions import CorruptRecordError
 
 #: A record opens with its expiry (Unix seconds), readable without unmarshalling the rest.
 _HEAD = struct.Struct("<d")
-#: The metadata fields a record keeps, in the order of :class:`SessionMeta` (the codec's short names);
-#: the last two (the expiry an app set) only when the app set one.
-_META = ("c", "s", "u", "a", "i", "p", "x", "l", "e")
+#: The metadata fields a record keeps, in the order of :class:`SessionMeta` (the codec's short names):
+#: seven always, the expiry an app set (``l``, ``e``) when set or when the authentication time (``t``,
+#: a signed-in session) follows.
+_META = ("c", "s", "u", "a", "i", "p", "x", "l", "e", "t")
 _ALWAYS = 7
 #: How many distinct User-Agents a store keeps in its table, and the longest it keeps
 #: (the core's default ``max_user_agent``): ~1.5 MB at most.
@@ -174,7 +176,8 @@ def _timestamp(value: Any) -> Any:
 
 
 def _optional(value: Any) -> Any:
-    """An optional number field (the expiry an app set) as a float, or None when empty."""
+    """An optional number field (the expiry an app set, the authentication time) as a float,
+    or None when empty."""
     return None if value is None or value == "" else _timestamp(value)
 
 
@@ -207,27 +210,35 @@ class MemoryStore:
     def _pack(self, expires_at: float, meta: Mapping[str, Any], data: Mapping[str, str]) -> bytes:
         """One session's record (lock held: the User-Agent table may grow). ``meta`` holds
         the codec's text, or an earlier record's packed values with a commit's text over them."""
-        c, s, u, a, i, p, x, limit, end = map(meta.get, _META)
+        c, s, u, a, i, p, x, limit, end, t = map(meta.get, _META)
         fields: tuple[Any, ...] = (_timestamp(c), _timestamp(s), u or None, self._user_agents.ref(a), i or None,
                                    bool(p), x or None)  # fmt: skip
-        limits = (_optional(limit), _optional(end))
-        if limits != (None, None):  # most sessions have none (see the module docstring)
+        limits, auth = (_optional(limit), _optional(end)), _optional(t)
+        if auth is not None:  # anonymous sessions have none
+            fields += (*limits, auth)
+        elif limits != (None, None):  # most sessions have none (see the module docstring)
             fields += limits
         return _HEAD.pack(expires_at) + _dumps((*fields, dict(data)))
 
     def _session(self, key: str, body: tuple[Any, ...]) -> StoredSession:
         """A session from its record's body, by :func:`decode_meta`'s rules: applied
         to the packed fields they take ~1 µs, where decode_meta on text takes 2.2."""
-        if len(body) == _ALWAYS + 1:
+        size = len(body)
+        if size == _ALWAYS + 1:
             c, s, u, a, i, p, x, data = body
-            limit = end = None
-        else:
+            t = limit = end = None
+        elif size == _ALWAYS + 3:
             c, s, u, a, i, p, x, limit, end, data = body
+            t = None
+        else:
+            c, s, u, a, i, p, x, limit, end, t, data = body
         if type(c) is not float or type(s) is not float:
             raise CorruptRecordError("a stored session has no valid timestamps", operation="load")
-        if not (limit is None or type(limit) is float) or not (end is None or type(end) is float):
-            raise CorruptRecordError("a stored session's expiry is not a finite number", operation="load")
-        meta = SessionMeta(c, s, u, self._user_agents.get(a), i or "", p, x or "", limit, end)
+        if not ((t is None or type(t) is float) and (limit is None or type(limit) is float)
+                and (end is None or type(end) is float)):  # fmt: skip
+            raise CorruptRecordError("a stored session's expiry or authentication time is not a finite number",
+                                     operation="load")  # fmt: skip
+        meta = SessionMeta(c, s, u, self._user_agents.get(a), i or "", p, x or "", limit, end, t)
         return StoredSession(key, data, meta)
 
     # -- internals (called with the lock held) --------------------------------------
