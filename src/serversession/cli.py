@@ -2,6 +2,7 @@
 
     serversession demo [--host H] [--port P] [--store URL] [--idle-timeout S]
                        [--absolute-timeout S] [--workers N] [--insecure-cookie]
+                       [--max-sessions N] [--reauth-window S]
     serversession sessions list  [--store URL] [--user U] [--older-than S] [--idle-over S] [--json]
     serversession sessions show  HANDLE [--store URL]
     serversession sessions revoke (HANDLE | --user U) [--store URL]
@@ -82,6 +83,23 @@ def _parser() -> argparse.ArgumentParser:
         help=f"a session ends S seconds after it was created (default {absolute:g})",
     )
     demo.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the store (default 1)")
+    max_sessions = int(_env_float("SERVERSESSION_MAX_SESSIONS", 0))
+    reauth = _env_float("SERVERSESSION_REAUTH_WINDOW", 300.0)
+    demo.add_argument(
+        "--max-sessions",
+        type=int,
+        default=max_sessions,
+        metavar="N",
+        help="a user has at most N sessions; signing in beyond that ends the least recently used one "
+        f"(default {max_sessions}: no limit)",
+    )
+    demo.add_argument(
+        "--reauth-window",
+        type=float,
+        default=reauth,
+        metavar="S",
+        help=f"a password change needs a sign-in or re-authentication within S seconds (default {reauth:g})",
+    )
     demo.add_argument(
         "--insecure-cookie",
         action="store_true",
@@ -278,6 +296,8 @@ def _demo(args: argparse.Namespace) -> int:
         workers=args.workers,
         secret_key=os.environ.get("SERVERSESSION_SECRET_KEY") or None,
         insecure_cookie=args.insecure_cookie or env_flag(os.environ, ENV_INSECURE_COOKIE),
+        max_sessions=args.max_sessions,
+        reauth_window=args.reauth_window,
     )
     return 0
 

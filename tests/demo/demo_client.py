@@ -50,6 +50,7 @@ def demo_command(
     idle_timeout: float | None = None,
     workers: int | None = None,
     insecure_cookie: bool = False,
+    flags: tuple[str, ...] = (),
 ) -> list[str]:
     """The one place that knows how to start the demo (switch here if the CLI changes)."""
     argv = [sys.executable, "-m", "serversession", "demo", "--host", HOST, "--port", str(port), "--store", store_url]
@@ -59,7 +60,7 @@ def demo_command(
         argv += ["--workers", str(workers)]
     if insecure_cookie:
         argv.append("--insecure-cookie")
-    return argv
+    return argv + list(flags)
 
 
 class DemoServer:
@@ -71,8 +72,9 @@ class DemoServer:
 
     def __init__(
         self, store_url: str, *, idle_timeout: float | None = None, workers: int | None = None,
-        env: dict[str, str] | None = None, insecure_cookie: bool = False,
+        env: dict[str, str] | None = None, insecure_cookie: bool = False, flags: tuple[str, ...] = (),
     ) -> None:
+        self.flags = flags  # more command-line flags (``("--max-sessions", "2")``)
         self.store_url = store_url
         self.extra_env = env or {}
         self.idle_timeout = idle_timeout
@@ -126,7 +128,7 @@ class DemoServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SERVERSESSION_")} | self.extra_env
         argv = demo_command(
             self.port, self.store_url, idle_timeout=self.idle_timeout, workers=self.workers,
-            insecure_cookie=self.insecure_cookie,
+            insecure_cookie=self.insecure_cookie, flags=self.flags,
         )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

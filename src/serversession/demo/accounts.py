@@ -2,9 +2,9 @@
 
 The two demo accounts (``alice`` / ``wonderland``, ``bob`` / ``builder``) are
 created when the app starts, with a fresh random salt each, so no password hash
-ships in the source. They live in memory because the demo has nothing else to
-persist about users; every process of a multi-worker demo makes its own, which
-verify identically.
+ships in the source. They live in memory; every process of a multi-worker demo
+makes its own, which verify identically. A password changed through the API is
+kept in the session store instead (:mod:`.passwords`), so every process sees it.
 
 :meth:`Accounts.verify` costs one scrypt run whether or not the user exists (an
 unknown name is checked against a dummy hash) and compares digests in constant
@@ -71,11 +71,17 @@ class Accounts:
     def __contains__(self, username: object) -> bool:
         return username in self._hashes
 
-    def verify(self, username: str, password: str) -> bool:
-        """Tell whether ``password`` is ``username``'s, in about the same time for any input."""
+    def verify(self, username: str, password: str, changed: PasswordHash | None = None) -> bool:
+        """Tell whether ``password`` is ``username``'s, in about the same time for any input.
+
+        ``changed`` is the user's password as changed since start-up (see
+        :mod:`.passwords`), which replaces the built-in one.
+        """
         if len(username) > MAX_CREDENTIAL or len(password) > MAX_CREDENTIAL:
             password = ""  # still hash once: the work must not depend on the input
         known = self._hashes.get(username)
+        if known is not None and changed is not None:
+            known = changed
         stored = known if known is not None else self._dummy
         matches = hmac.compare_digest(_scrypt(password, stored.salt), stored.digest)
         return matches and known is not None and 0 < len(password) <= MAX_CREDENTIAL

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ..core.session import Session
 from ..exceptions import StoreError
 from ..integrations.asgi import get_session
 from . import catalog, shop
@@ -94,8 +95,15 @@ async def session_info(request: Request) -> JSONResponse:
             "csrf_token": session.csrf_token,
             "idle_expires_at": shop.iso(session.idle_expires_at),
             "absolute_expires_at": shop.iso(session.absolute_expires_at),
+            "authenticated_at": iso_or_none(session),
         }
     )
+
+
+def iso_or_none(session: Session) -> str | None:
+    """When the session's user last proved who they are, as ISO-8601, or None."""
+    at = session.authenticated_at
+    return shop.iso(at.timestamp()) if at is not None else None
 
 
 async def login(request: Request) -> JSONResponse:
@@ -104,6 +112,21 @@ async def login(request: Request) -> JSONResponse:
     session = get_session(request)
     csrf_token = await shop.login(demo_of(request), session, body["username"], body["password"])
     return reply({"user": session.user, "csrf_token": csrf_token})
+
+
+async def reauth(request: Request) -> JSONResponse:
+    """``{"password"}``: the signed-in user proves their password again (recent authentication)."""
+    body = await read_json(request, {"password": str})
+    at = await shop.reauthenticate(demo_of(request), get_session(request), body["password"])
+    return reply({"ok": True, "authenticated_at": shop.iso(at)})
+
+
+async def password(request: Request) -> JSONResponse:
+    """``{"new_password"}``: change the password (needs a recent authentication); other sessions end."""
+    body = await read_json(request, {"new_password": str})
+    session = get_session(request)
+    revoked = await shop.change_password(demo_of(request), session, body["new_password"])
+    return reply({"ok": True, "revoked": revoked, "csrf_token": session.csrf_token})
 
 
 async def logout(request: Request) -> JSONResponse:
@@ -192,6 +215,8 @@ routes = [
     Route("/api/session", session_info, methods=["GET"]),
     Route("/api/login", login, methods=["POST"]),
     Route("/api/logout", logout, methods=["POST"]),
+    Route("/api/reauth", reauth, methods=["POST"]),
+    Route("/api/password", password, methods=["PUT"]),
     Route("/api/me", me, methods=["GET"]),
     Route("/api/products", products, methods=["GET"]),
     Route("/api/cart", cart, methods=["GET"]),

@@ -32,9 +32,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..core.config import SessionConfig
+from ..core.guard import REAUTH_REQUIRED
 from ..exceptions import (
     ConcurrentUpdateError,
     ConfigurationError,
+    ReauthenticationRequired,
     SessionEndedError,
     SessionError,
     SessionTooLargeError,
@@ -47,7 +49,8 @@ from ..stores.url import DEFAULT_STORE_URL, open_store
 from . import api, pages
 from .accounts import Accounts
 from .audit import AuditLog
-from .shop import Demo, DemoError
+from .passwords import SharedPasswords
+from .shop import DEFAULT_REAUTH_WINDOW, Demo, DemoError
 
 log = logging.getLogger("serversession.demo")
 
@@ -56,6 +59,8 @@ ENV_STORE = "SERVERSESSION_STORE"
 ENV_IDLE_TIMEOUT = "SERVERSESSION_IDLE_TIMEOUT"
 ENV_ABSOLUTE_TIMEOUT = "SERVERSESSION_ABSOLUTE_TIMEOUT"
 ENV_GUESS_LIMIT = "SERVERSESSION_GUESS_LIMIT"
+ENV_MAX_SESSIONS = "SERVERSESSION_MAX_SESSIONS"
+ENV_REAUTH_WINDOW = "SERVERSESSION_REAUTH_WINDOW"
 ENV_SECRET_KEY = "SERVERSESSION_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
 ENV_INSECURE_COOKIE = "SERVERSESSION_INSECURE_COOKIE"
 DEFAULT_IDLE_TIMEOUT = SessionConfig.idle_timeout
@@ -70,6 +75,8 @@ def create_app(
     secret_key: str | None = None,
     cookie_secure: bool = True,
     guess_limit: int | None = None,
+    max_sessions: int = 0,
+    reauth_window: float = DEFAULT_REAUTH_WINDOW,
 ) -> Starlette:
     """Return the demo app over ``store`` (a store URL or a store object).
 
@@ -98,7 +105,12 @@ def create_app(
         guess_limit=_guess_limit(guess_limit),
     )
     manager = AsyncSessionManager(store, config)
-    demo = Demo(store=store, manager=manager, accounts=Accounts(), audit=AuditLog())
+    if max_sessions < 0 or not reauth_window > 0:
+        raise ConfigurationError("max_sessions must be >= 0 (0: no limit) and reauth_window positive seconds")
+    if max_sessions and "max_sessions_per_user" not in SessionConfig.__dataclass_fields__:
+        raise ConfigurationError("--max-sessions needs the per-user session cap, which this build does not have yet")
+    demo = Demo(store=store, manager=manager, accounts=Accounts(), audit=AuditLog(),
+                passwords=SharedPasswords(store, manager.clock), reauth_window=reauth_window)  # fmt: skip
     manager.add_listener(demo.audit.on_event)  # the sessions page's "recent activity"
     manager.add_listener(log_event)  # one log line per lifecycle event, by public handle
     metrics = PrometheusMetrics(CollectorRegistry())
@@ -149,6 +161,8 @@ def app_from_env(environ: Mapping[str, str] | None = None) -> Starlette:
         absolute_timeout=_seconds(env, ENV_ABSOLUTE_TIMEOUT, DEFAULT_ABSOLUTE_TIMEOUT),
         secret_key=env.get(ENV_SECRET_KEY) or None,
         cookie_secure=not env_flag(env, ENV_INSECURE_COOKIE),
+        max_sessions=int(_seconds(env, ENV_MAX_SESSIONS, 0)),
+        reauth_window=_seconds(env, ENV_REAUTH_WINDOW, DEFAULT_REAUTH_WINDOW),
     )
 
 
@@ -231,6 +245,12 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 async def on_session_error(request: Request, exc: Exception) -> Response:
     """Errors of the session layer raised inside a handler (store down, lost races)."""
+    if isinstance(exc, ReauthenticationRequired):  # the contract's 401 with "reauth_required": true
+        message = "this needs a recent sign-in: POST your password to /api/reauth, then retry"
+        if wants_json(request):
+            body = {**REAUTH_REQUIRED.content(), "error": message}
+            return JSONResponse(body, status_code=401, headers={"Cache-Control": "no-store"})
+        return error_response(request, 401, message)
     if isinstance(exc, StoreError):
         log.warning("session store failed in %s: %s", request.url.path, exc)
         return error_response(request, 503, "session store unavailable, please retry", {"Retry-After": "1"})

@@ -33,6 +33,8 @@ from .app import (
     ENV_ABSOLUTE_TIMEOUT,
     ENV_IDLE_TIMEOUT,
     ENV_INSECURE_COOKIE,
+    ENV_MAX_SESSIONS,
+    ENV_REAUTH_WINDOW,
     ENV_SECRET_KEY,
     ENV_STORE,
     create_app,
@@ -52,6 +54,8 @@ def serve(
     workers: int,
     secret_key: str | None,
     insecure_cookie: bool = False,
+    max_sessions: int = 0,
+    reauth_window: float = 300.0,
 ) -> None:
     """Serve the demo on ``host:port`` until interrupted (timeouts in seconds).
 
@@ -79,6 +83,8 @@ def serve(
             absolute_timeout=absolute_timeout,
             secret_key=secret_key,
             cookie_secure=secure,
+            max_sessions=max_sessions,
+            reauth_window=reauth_window,
         )
         server = _AnnouncingServer(uvicorn.Config(app, lifespan="on", **options), banner)
         with _interrupt_on_sigterm(), contextlib.suppress(KeyboardInterrupt):
@@ -93,6 +99,8 @@ def serve(
             ENV_IDLE_TIMEOUT: repr(float(idle_timeout)),
             ENV_ABSOLUTE_TIMEOUT: repr(float(absolute_timeout)),
             ENV_INSECURE_COOKIE: "1" if insecure_cookie else "0",
+            ENV_MAX_SESSIONS: str(int(max_sessions)),
+            ENV_REAUTH_WINDOW: repr(float(reauth_window)),
         }
     )
     if secret_key:
@@ -105,6 +113,8 @@ def serve(
         absolute_timeout=absolute_timeout,
         secret_key=secret_key,
         cookie_secure=secure,
+        max_sessions=max_sessions,
+        reauth_window=reauth_window,
     )
     print(banner, flush=True)
     # uvicorn's supervisor handles SIGINT/SIGTERM itself and stops its workers.

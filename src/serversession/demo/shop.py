@@ -25,9 +25,10 @@ from starlette.requests import ClientDisconnect, Request
 from ..core.session import Session
 from ..manager import AsyncSessionManager
 from . import catalog
-from .accounts import Accounts
+from .accounts import MAX_CREDENTIAL, Accounts, hash_password
 from .audit import AuditLog
 from .devices import describe
+from .passwords import SharedPasswords
 
 #: Largest request body the demo reads (bytes); larger is answered 413.
 MAX_BODY = 16 * 1024
@@ -37,6 +38,9 @@ MAX_LINE_QTY = 999
 THEMES = ("light", "dark")
 LANGUAGES = ("en", "ru")
 DEFAULT_SETTINGS = {"theme": "light", "language": "en"}
+#: Seconds a sign-in counts as recent for a password change (``--reauth-window``).
+DEFAULT_REAUTH_WINDOW = 300.0
+MIN_PASSWORD = 8
 _FORM_QTY = re.compile(r"[0-9]{1,4}")
 
 
@@ -57,6 +61,9 @@ class Demo:
     manager: AsyncSessionManager
     accounts: Accounts
     audit: AuditLog
+    passwords: SharedPasswords
+    #: Seconds a sign-in or re-authentication counts as recent (``--reauth-window``).
+    reauth_window: float = DEFAULT_REAUTH_WINDOW
 
 
 def iso(timestamp: float) -> str:
@@ -208,14 +215,46 @@ async def login(demo: Demo, session: Session, username: str, password: str) -> s
 
     401 on wrong credentials, with the same message whether or not the user exists.
     """
-    # scrypt blocks for tens of milliseconds: keep it off the event loop.
-    if not await asyncio.to_thread(demo.accounts.verify, username, password):
+    if not await password_ok(demo, username, password):
         raise DemoError(401, "wrong username or password")
     session.user = username
     # Rotation defeats session fixation; the cart and settings come along. The
     # reason travels in the ROTATED event, which the audit log listens to.
     session.rotate(reason=f"Signed in on {device_of(session)}" + _from_ip(session))
     return session.csrf_token  # read after rotate(): the token changed with the ID
+
+
+async def password_ok(demo: Demo, username: str, password: str) -> bool:
+    """Whether ``password`` is ``username``'s current one (a changed one from the store wins).
+
+    The store is read for any name, known or not, so the answer's timing says nothing
+    about which users exist; scrypt blocks for tens of milliseconds: it runs off the loop.
+    """
+    changed = await demo.passwords.aget(username[:MAX_CREDENTIAL])
+    return await asyncio.to_thread(demo.accounts.verify, username, password, changed)
+
+
+async def reauthenticate(demo: Demo, session: Session, password: str) -> float:
+    """The signed-in user proves their password again; return the new authentication time."""
+    user = require_user(session)
+    if not await password_ok(demo, user, password):
+        raise DemoError(401, "wrong password")
+    session.reauthenticated()
+    at = session.authenticated_at
+    return at.timestamp() if at is not None else demo.manager.clock()
+
+
+async def change_password(demo: Demo, session: Session, new_password: str) -> int:
+    """Change the signed-in user's password: needs a recent authentication; this session
+    gets a new ID and every other session of the user ends. Return how many ended."""
+    user = require_user(session)
+    session.require_recent_auth(demo.reauth_window)  # ReauthenticationRequired: 401 with reauth_required
+    if not MIN_PASSWORD <= len(new_password) <= MAX_CREDENTIAL:
+        raise DemoError(400, f"a password has {MIN_PASSWORD} to {MAX_CREDENTIAL} characters")
+    hashed = await asyncio.to_thread(hash_password, new_password)
+    await demo.passwords.aset(user, hashed)
+    reason = f"Password changed on {device_of(session)}"
+    return await demo.manager.acredential_changed(session, reason=reason)
 
 
 def logout(demo: Demo, session: Session) -> None:

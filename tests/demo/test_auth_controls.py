@@ -1,0 +1,88 @@
+"""The demo's authentication-grade controls, over HTTP against real demo processes:
+``authenticated_at``, ``POST /api/reauth``, ``PUT /api/password`` (recent authentication,
+other sessions ended, the new password held by every process on the store)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+from demo_client import ApiClient, DemoServer, error_of
+
+
+@pytest.fixture(scope="module")
+def shared_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('auth') / 'sessions.sqlite3'}"
+
+
+@pytest.fixture(scope="module")
+def pair(shared_file: str) -> Iterator[tuple[DemoServer, DemoServer]]:
+    """Two demo processes on one SQLite file, with a 2 s re-authentication window."""
+    flags = ("--reauth-window", "2")
+    with DemoServer(shared_file, flags=flags) as first, DemoServer(shared_file, flags=flags) as second:
+        yield first, second
+
+
+def parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def test_the_session_says_when_its_user_last_authenticated(pair: tuple[DemoServer, DemoServer]) -> None:
+    demo = pair[0]
+    with ApiClient(demo) as client:
+        assert client.start()["authenticated_at"] is None
+        before = datetime.now(timezone.utc).replace(microsecond=0)
+        client.login("alice")
+        at = parse(client.start()["authenticated_at"])
+        assert before <= at <= datetime.now(timezone.utc) and at.tzinfo is not None
+
+
+def test_reauth_checks_the_password_and_renews_the_authentication_time(pair: tuple[DemoServer, DemoServer]) -> None:
+    demo = pair[0]
+    with ApiClient(demo) as anonymous:
+        anonymous.start()
+        error_of(anonymous.post("/api/reauth", json={"password": "wonderland"}), 401)
+    with ApiClient(demo) as client:
+        client.signed_in("alice")
+        first = parse(client.start()["authenticated_at"])
+        error_of(client.post("/api/reauth", json={"password": "not-it"}), 401)
+        error_of(client.post("/api/reauth", json={"pass": "x"}), 400)
+        time.sleep(1.1)
+        response = client.post("/api/reauth", json={"password": "wonderland"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["ok"] is True and parse(body["authenticated_at"]) > first
+        assert client.start()["authenticated_at"] == body["authenticated_at"]
+
+
+def test_a_password_change_needs_a_recent_sign_in_and_ends_the_other_sessions(
+    pair: tuple[DemoServer, DemoServer],
+) -> None:
+    first, second = pair
+    with ApiClient(first) as laptop, ApiClient(second) as phone, ApiClient(second) as tablet:
+        laptop.signed_in("bob")
+        phone.signed_in("bob")
+        tablet.signed_in("bob")
+        error_of(laptop.put("/api/password", json={"new_password": "short"}), 400)
+        time.sleep(2.2)  # past the 2 s window
+        stale = laptop.put("/api/password", json={"new_password": "a-new-secret"})
+        assert stale.status_code == 401 and stale.json()["reauth_required"] is True
+        assert isinstance(stale.json()["error"], str)
+        assert laptop.post("/api/reauth", json={"password": "builder"}).status_code == 200
+        old_id = laptop.cookie
+        changed = laptop.put("/api/password", json={"new_password": "a-new-secret"})
+        assert changed.status_code == 200, changed.text
+        body = changed.json()
+        assert body["ok"] is True and body["revoked"] == 2 and body["csrf_token"] != laptop.csrf
+        laptop.csrf = body["csrf_token"]
+        assert laptop.cookie not in (None, old_id)  # this session got a new ID
+        assert laptop.get("/api/me").json() == {"user": "bob"}
+        for other in (phone, tablet):  # ended, on the other process too
+            assert other.get("/api/me").status_code == 401
+    for demo in pair:  # the new password holds on every process on the store, the old one nowhere
+        with ApiClient(demo) as client:
+            client.start()
+            error_of(client.login("bob", "builder"), 401)
+            assert client.login("bob", "a-new-secret").status_code == 200
