@@ -33,6 +33,10 @@ values are found at save), ``session.new`` (not stored yet), ``session.accessed`
 (adds ``Vary: Cookie``), the test client's ``session_transaction()``.
 **Added**: ``session.rotate()``, ``session.destroy()``, ``session.modify(key, fn,
 default)`` (atomic read-modify-write), ``session.user``, ``session.csrf_token``,
+the authentication controls ``session.authenticated_at``,
+``session.reauthenticated()``, ``session.require_recent_auth(max_age)`` (a
+``ReauthenticationRequired`` escaping the view answers 401 with
+``"reauth_required": true``) and ``session.credential_changed()``, and
 ``session.raw`` (the :class:`~serversession.Session`). ``session.clear()``, which
 Flask's tutorial uses to sign in and out, also gives a stored session a new ID,
 so a planted or kept copy of the old cookie gets nothing.
@@ -69,14 +73,16 @@ being sent are not saved.
 
 A store outage answers ``503`` with a JSON error and ``Retry-After``, whether it
 hits when the session is opened, during the view (``session.modify``) or when it
-is saved.
+is saved. A view that lets ``ReauthenticationRequired`` escape answers ``401``
+``{"error": ..., "reauth_required": true}`` (register your own handler for it to
+show a password prompt instead).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, request
@@ -88,7 +94,13 @@ from .core.config import SessionConfig
 from .core.guard import STORE_UNAVAILABLE, Refusal, refusal_for_error
 from .core.session import Session
 from .core.transport import client_ip
-from .exceptions import ConcurrentUpdateError, ConfigurationError, SessionEndedError, StoreError
+from .exceptions import (
+    ConcurrentUpdateError,
+    ConfigurationError,
+    ReauthenticationRequired,
+    SessionEndedError,
+    StoreError,
+)
 from .integrations.kit import facts_from_headers, refuse, response_headers
 from .integrations.wsgi import ENVIRON_KEY
 from .manager import SessionManager
@@ -205,6 +217,27 @@ class FlaskSession(SessionMixin):
     def modify(self, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
         """Atomically replace ``session[key]`` by ``fn(value)`` in the store now (see :meth:`Session.modify`)."""
         return self.raw.modify(key, fn, default)
+
+    @property
+    def authenticated_at(self) -> datetime | None:
+        """When the user last proved who they are (UTC ``datetime``), None while anonymous
+        (see :attr:`Session.authenticated_at`)."""
+        return self.raw.authenticated_at
+
+    def reauthenticated(self) -> None:
+        """The user just proved who they are again (after your password or second-factor check)."""
+        self.raw.reauthenticated()
+
+    def require_recent_auth(self, max_age: float) -> None:
+        """Raise :class:`~serversession.exceptions.ReauthenticationRequired` (401 with
+        ``"reauth_required": true``) unless the user authenticated within ``max_age`` seconds."""
+        self.raw.require_recent_auth(max_age)
+
+    def credential_changed(self, reason: str = "credential changed") -> int:
+        """The user changed a password, factor or role: new ID for this session now, every other
+        session of the user ended; returns how many (see :meth:`SessionManager.credential_changed
+        <serversession.SessionManager.credential_changed>`)."""
+        return self.raw.credential_changed(reason)
 
 
 class _UnavailableSession(dict[str, Any], SessionMixin):
@@ -345,6 +378,7 @@ def init_app(
     app.register_error_handler(StoreError, _session_error)
     app.register_error_handler(ConcurrentUpdateError, _session_error)
     app.register_error_handler(SessionEndedError, _session_error)
+    app.register_error_handler(ReauthenticationRequired, _session_error)
     if enforce_csrf:
         app.context_processor(lambda: {"csrf_token": _template_csrf_token})
     return interface

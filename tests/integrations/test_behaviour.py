@@ -4,7 +4,9 @@ Every test talks HTTP to ``live_app`` (see conftest.py), which exposes the same
 endpoints in each framework's own idiom: ``GET /get/<key>``, ``GET /csrf``,
 ``POST /set/<key>`` (JSON value), ``POST /incr/<key>`` (atomic modify),
 ``POST /rotate``, ``POST /login/<user>``, ``POST /logout``, ``GET /sessions``,
-``POST /revoke-others``. Django keeps its own CSRF middleware, so for Django the
+``POST /revoke-others``, and the authentication controls ``POST /sensitive``
+(``require_recent_auth(SS_REAUTH or 1)``), ``POST /reauth`` (``reauthenticated()``)
+and ``POST /password`` (``credential_changed()``). Django keeps its own CSRF middleware, so for Django the
 CSRF tests check that *Django's* protection answers 403.
 """
 
@@ -14,6 +16,7 @@ import secrets
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -294,3 +297,94 @@ def test_an_address_guessing_session_ids_is_throttled_without_harming_valid_sess
     assert refused.headers["cache-control"] == "no-store"
     assert valid.value("a") == "kept"  # a valid session from the same address goes on
     assert app.browser().get("/get/a").status_code == 200  # so does a visitor without a session
+
+
+# -- the authentication controls, once over all four ------------------------------------------
+
+
+def test_a_sensitive_action_needs_a_recent_authentication(live_app: LiveApp) -> None:
+    """``require_recent_auth(1)`` in the view: 401 with ``reauth_required`` when the sign-in
+    (or the last ``reauthenticated()``) is more than a second old, or there is none."""
+    browser = live_app.browser()
+    anonymous = browser.post("/sensitive")
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.json()["reauth_required"] is True
+    browser.post("/login/" + uuid.uuid4().hex)
+    fresh = browser.post("/sensitive")
+    assert fresh.status_code == 200, fresh.text
+    signed_in_at = datetime.fromisoformat(fresh.json()["authenticated_at"])
+    assert signed_in_at.tzinfo is not None and abs(time.time() - signed_in_at.timestamp()) < 5
+    time.sleep(1.2)
+    stale = browser.post("/sensitive")
+    assert stale.status_code == 401, stale.text
+    body = stale.json()
+    assert body["reauth_required"] is True and "password" in body["error"]
+    assert stale.headers["cache-control"] == "no-store"
+    again = browser.post("/reauth")
+    assert again.status_code == 200, again.text
+    assert datetime.fromisoformat(again.json()["authenticated_at"]) > signed_in_at
+    assert browser.post("/sensitive").status_code == 200
+
+
+def test_a_credential_change_keeps_this_session_under_a_new_id_and_ends_the_others(live_app: LiveApp) -> None:
+    user = "u" + uuid.uuid4().hex[:12]
+    laptop, phone, tablet = live_app.browser(), live_app.browser(), live_app.browser()
+    for browser in (laptop, phone, tablet):
+        assert browser.post(f"/login/{user}").status_code == 200
+    laptop.post("/set/a", "kept")
+    old = laptop.session_id
+    changed = laptop.post("/password")
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["revoked"] == 2
+    assert laptop.session_id not in (None, old)  # the response carried the new ID
+    assert live_app.browser(old).value("a") is None  # the old one is dead
+    assert laptop.value("a") == "kept"
+    assert [s["current"] for s in laptop.get("/sessions").json()["sessions"]] == [True]
+    assert laptop.post("/sensitive").status_code == 200  # it counts as authenticated just now
+    for other in (phone, tablet):
+        assert other.get("/sessions").json() == {"sessions": []}
+
+
+def test_a_sign_in_that_checked_the_old_password_during_a_change_does_not_survive(live_app: LiveApp) -> None:
+    """A slow sign-in (its request began before the change, so its password check may
+    have used the old password) binds the user while another device changes the
+    password: its session is ended, whatever the framework loads when."""
+    user = "u" + uuid.uuid4().hex[:12]
+    laptop, slow = live_app.browser(), live_app.browser()
+    laptop.post(f"/login/{user}")
+    slow.fetch_csrf()
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(slow.post, f"/login/{user}?sleep=0.8")
+        time.sleep(0.3)
+        changed = laptop.post("/password")
+        signed_in = pending.result()
+    assert changed.status_code == 200, changed.text
+    # Django answers a session ended during the request 400 (SessionInterrupted), as for a
+    # concurrent logout; the others answer the view's response with the cookie cleared.
+    assert signed_in.status_code == (400 if live_app.kind == "django" else 200), signed_in.text
+    assert slow.get("/sessions").json() == {"sessions": []}  # not signed in
+    assert [s["current"] for s in laptop.get("/sessions").json()["sessions"]] == [True]
+    later = live_app.browser()
+    later.post(f"/login/{user}")  # a sign-in after the change is kept
+    assert len(later.get("/sessions").json()["sessions"]) == 2
+
+
+def test_django_update_session_auth_hash_keeps_working(live_app: LiveApp) -> None:
+    """Django's own password-change flow: ``update_session_auth_hash()`` cycles the key,
+    which keeps the session signed in and its authentication time; Django itself then
+    signs the other sessions out at their next request (their auth hash is stale)."""
+    if live_app.kind != "django":
+        return
+    user = "u" + uuid.uuid4().hex[:12]
+    laptop, phone = live_app.browser(), live_app.browser()
+    laptop.post(f"/login/{user}")
+    phone.post(f"/login/{user}")
+    before = laptop.post("/sensitive").json()["authenticated_at"]
+    old = laptop.session_id
+    changed = laptop.post("/password-django")
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["key"] == laptop.session_id != old
+    assert changed.json()["authenticated_at"] == before  # a rotation, not a new sign-in
+    assert len(laptop.get("/sessions").json()["sessions"]) == 2
+    assert phone.get("/sessions").json() == {"sessions": []}  # Django: stale hash, flushed
+    assert len(laptop.get("/sessions").json()["sessions"]) == 1

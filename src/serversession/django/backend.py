@@ -33,9 +33,26 @@ every ``SESSION_COOKIE_*`` setting, ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` and
   (a no-op on stores with native expiry such as Redis).
 * Added: ``modify(key, fn, default)`` (atomic read-modify-write) and ``raw``
   (the underlying :class:`~serversession.Session`).
+* Added, the authentication controls: ``authenticated_at`` (set when
+  ``login()``'s user is bound, kept by ``cycle_key()``), ``reauthenticated()``
+  (after a password check), ``require_recent_auth(max_age)`` (raises
+  :class:`~serversession.exceptions.ReauthenticationRequired`, which our
+  ``SessionMiddleware`` answers 401 ``{"error": ..., "reauth_required": true}``)
+  and ``credential_changed()``. After a password change call
+  :func:`credential_changed` ``(request, user)`` in place of Django's
+  ``update_session_auth_hash(request, user)``: it keeps the auth hash current as
+  that does, gives this session a new key at once and ends every other session
+  of the user in the store (where Django would only refuse them at their next
+  request). ``update_session_auth_hash()`` itself keeps working (its
+  ``cycle_key()`` is a rotation that keeps ``authenticated_at``). A sign-in
+  racing a password change is voided when its request started before the
+  change (``docs/security.md``): the start is taken from Django's
+  ``request_started`` signal, under ASGI from our ``SessionMiddleware``.
 
 Settings: ``SERVERSESSION_STORE`` (URL, default ``sqlite:///serversession.sqlite3``),
-``SERVERSESSION_CONFIG`` (optional dict of :class:`SessionConfig` fields). The
+``SERVERSESSION_CONFIG`` (optional dict of :class:`SessionConfig` fields, e.g.
+``{"rotation_grace": 5}``). The authentication controls need no setting: the
+re-authentication window is the ``max_age`` a view passes. The
 idle timeout is ``SESSION_COOKIE_AGE``; the absolute timeout defaults to the
 larger of that and 12 h. Values are JSON (Django's default serializer too);
 ``SESSION_SERIALIZER`` is not consulted. Django's CSRF middleware stays in
@@ -64,6 +81,7 @@ from ..core.config import SessionConfig
 from ..core.lifecycle import renewal_due
 from ..core.session import Session
 from ..core.transport import IncomingToken, client_ip, session_id_from_token, token_for_client
+from ..exceptions import SessionEndedError, SessionError
 from ..manager import SessionManager
 from ..stores.url import DEFAULT_STORE_URL, open_store
 
@@ -77,9 +95,10 @@ EXPIRY_KEY = "_session_expiry"
 _managers: dict[tuple[Any, ...], SessionManager] = {}
 _managers_lock = threading.Lock()
 _last: tuple[Any, Any, Any, SessionManager] | None = None
-# (user agent, peer address, X-Forwarded-For) of the request this thread or task serves.
-_client: ContextVar[tuple[str, str | None, str | None]] = ContextVar(
-    "serversession_django_client", default=("", None, None)
+# (user agent, peer address, X-Forwarded-For, start time on the manager's clock) of the
+# request this thread or task serves.
+_client: ContextVar[tuple[str, str | None, str | None, float | None]] = ContextVar(
+    "serversession_django_client", default=("", None, None, None)
 )
 
 
@@ -122,11 +141,21 @@ def _remember_client(sender: Any, environ: dict[str, Any] | None = None, scope: 
                      **kwargs: Any) -> None:  # fmt: skip
     if environ is not None:
         _client.set((environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR"),
-                     environ.get("HTTP_X_FORWARDED_FOR")))  # fmt: skip
+                     environ.get("HTTP_X_FORWARDED_FOR"), _now()))  # fmt: skip
     elif scope is not None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
         peer = scope.get("client")
-        _client.set((headers.get("user-agent", ""), peer[0] if peer else None, headers.get("x-forwarded-for")))
+        _client.set((headers.get("user-agent", ""), peer[0] if peer else None, headers.get("x-forwarded-for"),
+                     _now()))  # fmt: skip
+
+
+def _now() -> float | None:
+    """The manager's clock at the start of a request, or None when the settings are broken
+    (the engine itself reports that when a view uses the session)."""
+    try:
+        return get_manager().clock()
+    except SessionError:
+        return None
 
 
 def remember_client(meta: Mapping[str, Any]) -> None:
@@ -135,7 +164,9 @@ def remember_client(meta: Mapping[str, Any]) -> None:
     Our middleware calls this: under ASGI, Django runs sync ``request_started``
     receivers in a copied context, so what they record never reaches the request.
     """
-    _client.set((meta.get("HTTP_USER_AGENT", ""), meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR")))
+    started = _client.get()[3]
+    _client.set((meta.get("HTTP_USER_AGENT", ""), meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"),
+                 _now() if started is None else started))  # fmt: skip
 
 
 def _apply_expiry(ours: Session, value: Any) -> None:
@@ -160,7 +191,7 @@ def _apply_expiry(ours: Session, value: Any) -> None:
 
 
 def _forget_client(sender: Any, **kwargs: Any) -> None:
-    _client.set(("", None, None))
+    _client.set(("", None, None, None))
 
 
 request_started.connect(_remember_client, dispatch_uid="serversession.django.client")
@@ -188,9 +219,13 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def _open(self, key: str | None) -> Session:
         manager = self._manager
-        user_agent, peer, forwarded_for = _client.get()
+        user_agent, peer, forwarded_for, started = _client.get()
         self._ip = client_ip(manager.config, peer, forwarded_for)
         ours = manager.load(IncomingToken(key, via_header=False), user_agent=user_agent, ip=self._ip)
+        if started is not None and started < ours.loaded_at:
+            # Django loads lazily, often after login()'s password check: the request's start
+            # is the time no credential it checked can predate (a credential change voids later binds).
+            ours.loaded_at = started
         if key is not None:
             if ours.is_new:
                 self._session_key = None  # strict mode: the client's key is never adopted
@@ -264,8 +299,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         ours = self._get_session(no_load=must_create)
         if must_create and not ours.is_new:
             raise CreateError
-        user = ours.get(AUTH_USER_KEY)
-        ours.user = None if user is None else str(user)
+        _bind_user(ours)
         ours.persistent = not self.get_expire_at_browser_close()
         _apply_expiry(ours, ours.get(EXPIRY_KEY))
         ours.ensure_stored()
@@ -340,9 +374,81 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             self.modified = True  # not stored yet: the value goes in when the session is created
         return value
 
+    # -- authentication controls ---------------------------------------------------
+    @property
+    def authenticated_at(self) -> datetime | None:
+        """When the signed-in user last proved who they are (UTC), None while anonymous
+        (see :attr:`Session.authenticated_at <serversession.Session.authenticated_at>`)."""
+        ours = self._get_session()
+        _bind_user(ours)
+        return ours.authenticated_at
+
+    def reauthenticated(self) -> None:
+        """The user just proved who they are again: :attr:`authenticated_at` becomes now."""
+        ours = self._get_session()
+        _bind_user(ours)
+        ours.reauthenticated()
+        self.modified = True
+
+    def require_recent_auth(self, max_age: float) -> None:
+        """Raise :class:`~serversession.exceptions.ReauthenticationRequired` unless the user
+        authenticated within ``max_age`` seconds (see :meth:`Session.require_recent_auth
+        <serversession.Session.require_recent_auth>`)."""
+        ours = self._get_session()
+        _bind_user(ours)
+        ours.require_recent_auth(max_age)
+
+    def credential_changed(self, reason: str = "credential changed") -> int:
+        """The user changed a credential: a new key now, every other session of theirs ended.
+
+        Returns how many ended; see :meth:`SessionManager.credential_changed
+        <serversession.SessionManager.credential_changed>` (and :func:`credential_changed`,
+        which also keeps Django's auth hash current). Raises ``RuntimeError`` when no
+        user is signed in and ``UpdateError`` when the session was ended meanwhile.
+        """
+        ours = self._get_session()
+        _bind_user(ours)
+        ours.persistent = not self.get_expire_at_browser_close()
+        _apply_expiry(ours, ours.get(EXPIRY_KEY))
+        try:
+            ended = self._manager.credential_changed(ours, reason=reason)
+        except SessionEndedError:
+            raise UpdateError from None
+        if ours.session_id is not None:
+            self._session_key = token_for_client(self._manager.config, ours.session_id)
+        self._session_cache = ours
+        self.modified = True  # the new key must reach the browser
+        return ended
+
     @classmethod
     def clear_expired(cls) -> None:
         """Purge expired sessions (``manage.py clearsessions``)."""
         store = get_manager().store
         while store.purge_expired(1000) >= 1000:
             pass
+
+
+def _bind_user(ours: Session) -> None:
+    """Bind the session to the user Django's ``login()`` recorded (``_auth_user_id``), or none."""
+    user = ours.get(AUTH_USER_KEY)
+    ours.user = None if user is None else str(user)
+
+
+def credential_changed(request: Any, user: Any = None, *, reason: str = "credential changed") -> int:
+    """After a password (or factor, or role) change: use in place of ``update_session_auth_hash``.
+
+    ``credential_changed(request, user)`` keeps the session's auth hash current
+    for ``user`` (as ``update_session_auth_hash`` does, when ``user`` is the
+    signed-in one), gives this session a new key at once, marks it freshly
+    authenticated and ends every other session of the user in the store, each
+    with a REVOKED event carrying ``reason``. Returns how many ended. Raises
+    ``TypeError`` when ``request.session`` is not this engine's.
+    """
+    session = request.session
+    if not isinstance(session, SessionStore):
+        raise TypeError('credential_changed() needs SESSION_ENGINE = "serversession.django"')
+    if user is not None and hasattr(user, "get_session_auth_hash") and request.user == user:
+        from django.contrib.auth import HASH_SESSION_KEY
+
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    return session.credential_changed(reason)

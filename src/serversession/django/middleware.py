@@ -7,6 +7,8 @@ and WSGI middleware give, decided by the same guard
 
 * a store outage answers ``503`` with ``{"error": ...}`` and ``Retry-After: 1``
   (at load, in a view, at save) instead of Django's 500; a lost session race 409;
+  ``request.session.require_recent_auth()`` failing in a view, 401 with
+  ``"reauth_required": true``;
 * the session cookie sent twice is served as no session and cleared;
 * an address guessing session IDs gets 429 without a store round trip;
 * an unsafe cross-site request is refused with 403 before the view (Django's
@@ -99,7 +101,6 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
         facts = replace(
             facts_from_environ(request.META), path=request.path, scheme=request.scheme, host=host, exempt=exempt
         )
-
         refusal = manager.guard.screen(facts, via_header=False, now=manager.clock())
         if refusal is not None and refusal.reason == "cross_site" and _django_trusts(facts.origin):
             refusal = None

@@ -26,7 +26,12 @@ from ..core.csrf import SAFE_METHODS
 from ..core.guard import STORE_UNAVAILABLE, Refusal, refusal_for_error
 from ..core.session import Session
 from ..core.transport import client_ip
-from ..exceptions import ConcurrentUpdateError, SessionEndedError, StoreError
+from ..exceptions import (
+    ConcurrentUpdateError,
+    ReauthenticationRequired,
+    SessionEndedError,
+    StoreError,
+)
 from ..manager import AsyncSessionManager
 from ..stores.url import open_store
 from .kit import (
@@ -68,7 +73,8 @@ def exception_handlers() -> dict[type[Exception], Callable[[Any, Exception], Awa
     ``FastAPI(exception_handlers=exception_handlers())``. Why: Starlette turns
     an unhandled exception into a 500 before the middleware can see it, so a
     store failure in ``await session.amodify(...)`` needs a handler to become
-    the 503 (or 409 for a lost race or an ended session) it is everywhere else.
+    the 503 (or 409 for a lost race or an ended session, 401 with
+    ``"reauth_required": true`` for ``require_recent_auth``) it is everywhere else.
     """
     from starlette.responses import JSONResponse  # the asgi extra; plain ASGI apps never call this
 
@@ -76,9 +82,10 @@ def exception_handlers() -> dict[type[Exception], Callable[[Any, Exception], Awa
         refusal = refusal_for_error(exc) or Refusal(500, "internal error", "internal")
         log.warning("session error in a view: %s: %s", type(exc).__name__, exc)
         headers = {k: v for k, v in refusal.headers() if k not in ("Content-Type", "Content-Length")}
-        return JSONResponse({"error": refusal.message}, status_code=refusal.status, headers=headers)
+        return JSONResponse(refusal.content(), status_code=refusal.status, headers=headers)
 
-    return {StoreError: answer, ConcurrentUpdateError: answer, SessionEndedError: answer}
+    errors = (StoreError, ConcurrentUpdateError, SessionEndedError, ReauthenticationRequired)
+    return dict.fromkeys(errors, answer)
 
 
 class SessionMiddleware:

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from serversession import SessionConfig
-from serversession.integrations.asgi import SessionMiddleware, get_session
+from serversession import Session, SessionConfig
+from serversession.integrations.asgi import SessionMiddleware, exception_handlers, get_session
 
 config = SessionConfig(
     cookie_secure=False,
@@ -19,6 +19,7 @@ config = SessionConfig(
     json_only_paths=["/set"],
     guess_limit=int(os.environ.get("SS_GUESS_LIMIT", "100")),
 )
+REAUTH = float(os.environ.get("SS_REAUTH") or 1)
 
 
 async def get_value(request: Request) -> JSONResponse:
@@ -50,6 +51,7 @@ async def rotate(request: Request) -> JSONResponse:
 
 async def login(request: Request) -> JSONResponse:
     session = get_session(request)
+    await anyio.sleep(float(request.query_params.get("sleep", 0)))  # a slow password check
     session.user = request.path_params["name"]
     session.rotate()
     return JSONResponse({"csrf": session.csrf_token})
@@ -72,6 +74,29 @@ async def revoke_others(request: Request) -> JSONResponse:
     return JSONResponse({"revoked": revoked, "csrf": session.csrf_token})
 
 
+async def sensitive(request: Request) -> JSONResponse:
+    session = get_session(request)
+    session.require_recent_auth(REAUTH)  # ReauthenticationRequired: 401 with reauth_required
+    return JSONResponse({"authenticated_at": iso(session), "csrf": session.csrf_token})
+
+
+async def reauth(request: Request) -> JSONResponse:
+    session = get_session(request)
+    session.reauthenticated()
+    return JSONResponse({"authenticated_at": iso(session), "csrf": session.csrf_token})
+
+
+async def password(request: Request) -> JSONResponse:
+    session = get_session(request)
+    revoked = await session.acredential_changed("password changed")
+    return JSONResponse({"revoked": revoked, "authenticated_at": iso(session), "csrf": session.csrf_token})
+
+
+def iso(session: Session) -> str | None:
+    at = session.authenticated_at
+    return None if at is None else at.isoformat()
+
+
 routes = [
     Route("/get/{key}", get_value),
     Route("/csrf", csrf),
@@ -82,6 +107,10 @@ routes = [
     Route("/logout", logout, methods=["POST"]),
     Route("/sessions", sessions),
     Route("/revoke-others", revoke_others, methods=["POST"]),
+    Route("/sensitive", sensitive, methods=["POST"]),
+    Route("/reauth", reauth, methods=["POST"]),
+    Route("/password", password, methods=["POST"]),
 ]
-middleware = SessionMiddleware(Starlette(routes=routes), store=os.environ["SS_STORE"], config=config)
+inner = Starlette(routes=routes, exception_handlers=exception_handlers())
+middleware = SessionMiddleware(inner, store=os.environ["SS_STORE"], config=config)
 app = middleware

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -39,7 +40,7 @@ settings.configure(
 )
 django.setup()
 
-from django.contrib.auth import get_user_model, login, logout  # noqa: E402
+from django.contrib.auth import get_user_model, login, logout, update_session_auth_hash  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
@@ -49,7 +50,9 @@ from django.urls import path  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from django.views.decorators.http import require_GET, require_POST  # noqa: E402
 
-from serversession.django import list_user_sessions, revoke_user_sessions  # noqa: E402
+from serversession.django import credential_changed, list_user_sessions, revoke_user_sessions  # noqa: E402
+
+REAUTH = float(os.environ.get("SS_REAUTH") or 1)
 
 
 def ok(request: HttpRequest, **payload: Any) -> JsonResponse:
@@ -110,6 +113,7 @@ def expiry(request: HttpRequest) -> JsonResponse:
 
 @require_POST
 def login_view(request: HttpRequest, name: str) -> JsonResponse:
+    time.sleep(float(request.GET.get("sleep", 0)))  # a slow password check
     user, _ = get_user_model().objects.get_or_create(username=name)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return ok(request)
@@ -138,6 +142,43 @@ def revoke_others(request: HttpRequest) -> JsonResponse:
     return ok(request, revoked=revoke_user_sessions(request.user, keep=request))
 
 
+def iso(request: HttpRequest) -> str | None:
+    at = request.session.authenticated_at  # type: ignore[attr-defined]
+    return None if at is None else at.isoformat()
+
+
+@require_POST
+def sensitive(request: HttpRequest) -> JsonResponse:
+    request.session.require_recent_auth(REAUTH)  # type: ignore[attr-defined]  # 401 with reauth_required
+    return ok(request, authenticated_at=iso(request))
+
+
+@require_POST
+def reauth(request: HttpRequest) -> JsonResponse:
+    request.session.reauthenticated()  # type: ignore[attr-defined]
+    return ok(request, authenticated_at=iso(request))
+
+
+@require_POST
+def password(request: HttpRequest) -> JsonResponse:
+    """A password change the recommended way: ``credential_changed(request, user)``."""
+    user = request.user
+    user.set_password(uuid.uuid4().hex)  # type: ignore[union-attr]
+    user.save()  # type: ignore[union-attr]
+    revoked = credential_changed(request, user, reason="password changed")
+    return ok(request, revoked=revoked, authenticated_at=iso(request), key=request.session.session_key)
+
+
+@require_POST
+def password_django(request: HttpRequest) -> JsonResponse:
+    """A password change Django's way: ``update_session_auth_hash()`` (its ``cycle_key()``)."""
+    user = request.user
+    user.set_password(uuid.uuid4().hex)  # type: ignore[union-attr]
+    user.save()  # type: ignore[union-attr]
+    update_session_auth_hash(request, user)  # type: ignore[arg-type]
+    return ok(request, authenticated_at=iso(request), key=request.session.session_key)
+
+
 urlpatterns = [
     path("get/<str:key>", get_value),
     path("csrf", csrf),
@@ -151,6 +192,10 @@ urlpatterns = [
     path("sessions", sessions),
     path("meta", meta),
     path("revoke-others", revoke_others),
+    path("sensitive", sensitive),
+    path("reauth", reauth),
+    path("password", password),
+    path("password-django", password_django),
 ]
 
 call_command("migrate", verbosity=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 from typing import Any
 
 from flask import Flask, request, session
@@ -20,6 +21,11 @@ serversession.flask.init_app(
     guess_limit=int(os.environ.get("SS_GUESS_LIMIT", "100")),
 )
 ours: Any = session  # the FlaskSession behind the proxy, with rotate() and friends
+REAUTH = float(os.environ.get("SS_REAUTH") or 1)
+
+
+def iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
 
 
 @app.get("/get/<key>")
@@ -52,6 +58,7 @@ def rotate() -> dict[str, Any]:
 
 @app.post("/login/<name>")
 def login(name: str) -> dict[str, Any]:
+    time.sleep(float(request.args.get("sleep", 0)))  # a slow password check
     ours.user = name
     ours.rotate()
     return {"csrf": ours.csrf_token}
@@ -74,3 +81,21 @@ def sessions() -> dict[str, Any]:
 def revoke_others() -> dict[str, Any]:
     revoked = serversession.flask.get_manager().revoke_user(ours.user or "", keep=ours.raw)
     return {"revoked": revoked, "csrf": ours.csrf_token}
+
+
+@app.post("/sensitive")
+def sensitive() -> dict[str, Any]:
+    ours.require_recent_auth(REAUTH)  # ReauthenticationRequired: 401 with reauth_required
+    return {"authenticated_at": iso(ours.authenticated_at), "csrf": ours.csrf_token}
+
+
+@app.post("/reauth")
+def reauth() -> dict[str, Any]:
+    ours.reauthenticated()
+    return {"authenticated_at": iso(ours.authenticated_at), "csrf": ours.csrf_token}
+
+
+@app.post("/password")
+def password() -> dict[str, Any]:
+    revoked = ours.credential_changed("password changed")
+    return {"revoked": revoked, "authenticated_at": iso(ours.authenticated_at), "csrf": ours.csrf_token}

@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,6 +19,11 @@ config = SessionConfig(
     json_only_paths=["/set"],
     guess_limit=int(os.environ.get("SS_GUESS_LIMIT", "100")),
 )
+REAUTH = float(os.environ.get("SS_REAUTH") or 1)
+
+
+def iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
 
 
 def endpoints(environ: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -43,6 +49,7 @@ def endpoints(environ: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     elif route == "rotate":
         session.rotate()
     elif route == "login":
+        time.sleep(float(parse_qs(environ.get("QUERY_STRING", "")).get("sleep", ["0"])[0]))  # a slow password check
         session.user = arg
         session.rotate()
     elif route == "logout":
@@ -50,6 +57,15 @@ def endpoints(environ: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return 200, {}
     elif route == "revoke-others":
         return 200, {"revoked": manager.revoke_user(session.user or "", keep=session), "csrf": session.csrf_token}
+    elif route == "sensitive":
+        session.require_recent_auth(REAUTH)  # ReauthenticationRequired: 401 with reauth_required
+        return 200, {"authenticated_at": iso(session.authenticated_at), "csrf": session.csrf_token}
+    elif route == "reauth":
+        session.reauthenticated()
+        return 200, {"authenticated_at": iso(session.authenticated_at), "csrf": session.csrf_token}
+    elif route == "password":
+        revoked = session.credential_changed("password changed")
+        return 200, {"revoked": revoked, "authenticated_at": iso(session.authenticated_at), "csrf": session.csrf_token}
     else:
         return 404, {}
     return 200, {"csrf": session.csrf_token}
