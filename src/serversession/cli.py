@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from .core import _credentials as credentials
 from .core.codec import encode_meta
 from .core.config import SessionConfig
 from .core.ids import public_handle
@@ -136,6 +137,7 @@ def _iso(ts: float) -> str:
 
 def _row(config: SessionConfig, s: StoredSession) -> dict[str, Any]:
     idle, absolute = deadlines(config, s.meta)
+    authenticated = s.meta.authenticated_at
     return {
         "handle": public_handle(s.key),
         "user": s.meta.user,
@@ -143,6 +145,7 @@ def _row(config: SessionConfig, s: StoredSession) -> dict[str, Any]:
         "last_seen_at": _iso(s.meta.last_seen_at),
         "idle_expires_at": _iso(idle),
         "absolute_expires_at": _iso(absolute),
+        "authenticated_at": _iso(authenticated) if authenticated is not None and s.meta.user else None,
         "ip": s.meta.ip,
         "user_agent": s.meta.user_agent,
         "keys": sorted(s.data),
@@ -154,6 +157,8 @@ def _live(manager: SessionManager, user: str | None = None) -> Iterator[StoredSe
     now = manager.clock()
     found = manager.store.list_user(user) if user else manager.store.scan()
     for s in found:
+        if credentials.is_marker(s.key):
+            continue  # a credential-change marker, no session (it only guards sign-ins in flight)
         if not is_expired(manager.config, s.meta, now) and (user is None or s.meta.user == user):
             yield s
 
@@ -176,11 +181,11 @@ def _list(manager: SessionManager, args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    print(f"{'HANDLE':<24} {'USER':<16} {'CREATED':<26} {'LAST SEEN':<26} IP")
+    print(f"{'HANDLE':<24} {'USER':<16} {'CREATED':<26} {'LAST SEEN':<26} {'AUTHENTICATED':<26} IP")
     for row in rows:
         print(
             f"{row['handle']:<24} {row['user'] or '-':<16} {row['created_at']:<26} "
-            f"{row['last_seen_at']:<26} {row['ip']}"
+            f"{row['last_seen_at']:<26} {row['authenticated_at'] or '-':<26} {row['ip']}"
         )
     print(f"{len(rows)} session(s)")
     return 0

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -332,3 +333,30 @@ def test_a_sign_in_binds_with_one_more_store_call(manager: SessionManager, store
     store.calls.clear()
     manager.credential_changed(s)
     assert store.calls == ["list_user", "create", "rotate", "list_user"]  # marker read, written; no one else
+
+
+# -- the command line lists the authentication time (here: the feature's one CLI output) --------
+
+
+def test_the_cli_lists_the_authentication_time_and_no_marker(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from serversession import SQLiteStore
+    from serversession.cli import main
+
+    path = tmp_path / "s.db"
+    manager = SessionManager(SQLiteStore(path), SessionConfig())
+    laptop = manager.load(token(sign_in(manager)))
+    sign_in(manager)
+    anonymous = manager.load(token(None))
+    anonymous["cart"] = [1]
+    manager.save(anonymous)
+    manager.credential_changed(laptop)
+    manager.store.close()
+    assert main(["sessions", "list", "--store", f"sqlite:///{path}", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2  # the signed-in session and the anonymous one; no marker, no ended session
+    by_user = {row["user"]: row for row in rows}
+    assert datetime.fromisoformat(by_user["alice"]["authenticated_at"]).tzinfo is not None
+    assert by_user[None]["authenticated_at"] is None
+    assert main(["sessions", "list", "--store", f"sqlite:///{path}"]) == 0
+    table = capsys.readouterr().out
+    assert "AUTHENTICATED" in table and "2 session(s)" in table

@@ -8,6 +8,7 @@ async twins, so one test body checks both faces of every store.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -295,3 +296,213 @@ async def test_a_session_past_the_expiry_its_app_set_is_gone(astore: Any) -> Non
     for sid, key in waiting:
         assert astore.load(key) is None  # the store's own expiry, not the lifecycle's check
         assert (await load(sync, sid)).expired
+
+
+# -- the authentication controls: the authentication time, credential changes ---------------
+
+
+async def test_the_authentication_time_is_kept_carried_and_cleared(face: Face) -> None:
+    now = time.time()
+    key = new_key()
+    meta = session_meta("alice", now).with_changes(authenticated_at=round(now - 5, 3))
+    assert await face.create(key, Commit(meta=encode_meta(meta), expires_at=now + 60, index_user="alice",
+                                         absolute_at=now + 120))  # fmt: skip
+    assert (await face.load(key)).meta.authenticated_at == round(now - 5, 3)  # type: ignore[union-attr]
+    renewed = encode_meta_fields(authenticated_at=now)
+    assert (await face.commit(key, Commit(meta=renewed))).outcome is Outcome.OK
+    moved = new_key()
+    assert (await face.rotate(key, moved, Commit(meta=encode_meta_fields(csrf_secret="new"),
+                                                 expires_at=now + 60), 5.0)).outcome is Outcome.OK  # fmt: skip
+    loaded = await face.load(moved)
+    assert loaded is not None and loaded.meta.authenticated_at == round(now, 3)
+    assert [s.meta.authenticated_at for s in await face.list_user("alice")] == [round(now, 3)]
+    signed_out = encode_meta_fields(user=None, authenticated_at=None)  # as the lifecycle clears them
+    assert (await face.commit(moved, Commit(meta=signed_out))).outcome is Outcome.OK
+    assert (await face.load(moved)).meta.authenticated_at is None  # type: ignore[union-attr]
+
+
+def twin(request: pytest.FixtureRequest, store: Any) -> Any:
+    """A second store object on the same backend as ``store``: another process's view of it
+    (the same object for memory, which lives in one process)."""
+    from serversession.stores.postgres import PostgresStore
+    from serversession.stores.redis import RedisStore
+    from serversession.stores.sqlite import SQLiteStore
+
+    kind = request.node.callspec.params["store"]
+    if kind == "memory":
+        return store
+    if kind == "sqlite":
+        return SQLiteStore(store.path)
+    if kind == "postgres":
+        return PostgresStore(request.getfixturevalue("postgres_server").url, table=store.table)
+    return RedisStore(request.getfixturevalue("fresh_redis" if kind == "redis" else "fresh_cluster").url)
+
+
+AUTH_CONFIG = SessionConfig(idle_timeout=600, absolute_timeout=3600)
+
+
+def sign_in(manager: SessionManager, user: str = "alice") -> str:
+    s = manager.load(IncomingToken(None, via_header=False))
+    s.user = user
+    s.rotate()
+    result = manager.save(s)
+    assert not result.ended
+    return str(result.set_cookies[0].split(";")[0].split("=", 1)[1])
+
+
+def loaded(manager: SessionManager, session_id: str) -> Session:
+    return manager.load(IncomingToken(session_id, via_header=False))
+
+
+class Hooked:
+    """``store`` with ``hook`` run once, just before the first call ``when`` matches."""
+
+    def __init__(self, store: Any, when: Callable[[str, tuple[Any, ...]], bool], hook: Callable[[], None]) -> None:
+        self.store, self.when, self.hook, self.fired = store, when, hook, False
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.store, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any) -> Any:
+            if not self.fired and self.when(name, args):
+                self.fired = True
+                self.hook()
+            return target(*args)
+
+        return call
+
+
+def test_a_credential_change_ends_the_users_sessions_on_another_process(
+    request: pytest.FixtureRequest, store: Any
+) -> None:
+    other = twin(request, store)
+    try:
+        mine, theirs = SessionManager(store, AUTH_CONFIG), SessionManager(other, AUTH_CONFIG)
+        revoked: list[str] = []
+        mine.add_listener(lambda e: revoked.append(e.reason) if e.kind.value == "revoked" else None)
+        phones = [sign_in(theirs) for _ in range(3)]
+        bobs = sign_in(theirs, "bob")
+        laptop = loaded(mine, sign_in(mine))
+        laptop["note"] = "mine"
+        assert mine.credential_changed(laptop, reason="password changed") == 3
+        assert revoked == ["password changed"] * 3
+        new_id = mine.save(laptop).set_cookies[0].split(";")[0].split("=", 1)[1]
+        for phone in phones:
+            assert loaded(theirs, phone).is_new
+        fresh = loaded(theirs, new_id)
+        assert fresh.user == "alice" and fresh["note"] == "mine"
+        assert fresh.authenticated_at is not None and abs(fresh.authenticated_at.timestamp() - time.time()) < 30
+        assert [i.handle for i in theirs.list_sessions("alice")] == [fresh.handle]
+        assert not loaded(theirs, bobs).is_new
+    finally:
+        if other is not store:
+            other.close()
+
+
+@pytest.mark.parametrize("moment", ["before the sweep lists", "during the sweep's deletes", "after the change"])
+def test_a_sign_in_checked_before_a_credential_change_never_survives(
+    request: pytest.FixtureRequest, store: Any, moment: str
+) -> None:
+    """Another process's sign-in loaded its request (and checked the old password) before
+    the change and binds the user at one of the moments the change is most exposed to."""
+    other = twin(request, store)
+    try:
+        mine, theirs = SessionManager(store, AUTH_CONFIG), SessionManager(other, AUTH_CONFIG)
+        laptop, phone = loaded(mine, sign_in(mine)), sign_in(theirs)
+        pending = theirs.load(IncomingToken(None, via_header=False))
+        results: list[SaveResult] = []
+
+        def bind() -> None:
+            pending.user = "alice"
+            pending.rotate()
+            results.append(theirs.save(pending))
+
+        when = {
+            "before the sweep lists": lambda name, args: name == "list_user" and args == ("alice",),
+            "during the sweep's deletes": lambda name, args: name == "delete",
+            "after the change": lambda name, args: False,
+        }[moment]
+        time.sleep(0.002)  # the change comes strictly after that load on any clock resolution
+        mine.store = Hooked(store, when, bind)
+        mine.credential_changed(laptop)
+        if not results:
+            bind()
+        assert pending.key is not None and store.load(pending.key) is None
+        assert loaded(theirs, phone).is_new
+        assert [i.handle for i in mine.list_sessions("alice")] == [laptop.handle]
+        later = sign_in(theirs)  # a sign-in after the change stays
+        assert not loaded(mine, later).is_new
+    finally:
+        if other is not store:
+            other.close()
+
+
+def test_sign_ins_racing_a_credential_change_from_other_processes(request: pytest.FixtureRequest, store: Any) -> None:
+    """``WORKERS`` threads, each its own store object and manager, sign the user in over
+    and over while one credential change runs: no session whose request was loaded before
+    the change survives, and every sign-in bound after the change returned does."""
+    workers = 4
+    others = [twin(request, store) for _ in range(workers)]
+    mine = SessionManager(store, AUTH_CONFIG)
+    laptop = loaded(mine, sign_in(mine))
+    stop = threading.Event()
+    changed_at: list[float] = []
+
+    def worker(index: int) -> list[tuple[str | None, float, float, bool]]:
+        manager = SessionManager(others[index], AUTH_CONFIG)
+        seen: list[tuple[str | None, float, float, bool]] = []
+        while not stop.is_set():
+            s = manager.load(IncomingToken(None, via_header=False))
+            time.sleep(0.001 * (index + 1))
+            s.user = "alice"
+            if len(seen) % 2:
+                s.rotate()
+            started = time.time()
+            result = manager.save(s)
+            seen.append((s.key, s.loaded_at, started, result.ended))
+        return seen
+
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(worker, i) for i in range(workers)]
+            time.sleep(0.3)
+            clock = mine.clock
+            mine.clock = lambda: changed_at.append(clock()) or changed_at[-1]
+            mine.credential_changed(laptop)
+            returned = time.time()
+            mine.clock = clock
+            time.sleep(0.3)
+            stop.set()
+            outcomes = [o for f in futures for o in f.result(timeout=60)]
+        change = changed_at[0]
+        alive = {s.key for s in store.list_user("alice")}
+        before = [o for o in outcomes if o[1] < change]
+        after = [o for o in outcomes if o[2] > returned]
+        assert before and after  # the change really ran among the sign-ins
+        assert not alive & {o[0] for o in before}, "a sign-in checked before the change survived"
+        assert {o[0] for o in after} <= alive and not any(o[3] for o in after)
+        assert laptop.key in alive
+    finally:
+        for other in others:
+            if other is not store:
+                other.close()
+
+
+async def test_acredential_changed_on_the_async_face(astore: Any) -> None:
+    manager = AsyncSessionManager(astore, AUTH_CONFIG)
+    sessions = []
+    for _ in range(3):
+        s = await manager.aload(IncomingToken(None, via_header=False))
+        s.user = "alice"
+        await manager.asave(s)
+        sessions.append(s)
+    s = sessions[0]
+    s.reauthenticated()
+    assert await s.acredential_changed("password changed") == 2
+    result = await manager.asave(s)
+    assert result.set_cookies and s.session_id is not None
+    assert [i.handle for i in await manager.alist_sessions("alice")] == [s.handle]
+    with pytest.raises(TypeError):
+        s.credential_changed()
