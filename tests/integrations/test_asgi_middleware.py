@@ -183,6 +183,18 @@ def test_a_session_error_escaping_a_plain_asgi_app_is_a_json_4xx_5xx_not_a_crash
     assert response.status_code == status and "error" in response.json()
 
 
+def test_a_missing_reauthentication_escaping_a_plain_asgi_app_is_401_with_reauth_required(
+    store: FlakyStore,
+) -> None:
+    async def plain_app(scope: Any, receive: Any, send: Any) -> None:
+        get_session(scope).require_recent_auth(300)  # anonymous: nobody authenticated
+
+    client = TestClient(SessionMiddleware(plain_app, store, SessionConfig(cookie_secure=False)))
+    response = client.get("/")
+    assert response.status_code == 401 and response.json()["reauth_required"] is True
+    assert "password" in response.json()["error"] and response.headers["cache-control"] == "no-store"
+
+
 def test_a_session_error_raised_by_the_save_itself_is_still_answered(
     store: FlakyStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

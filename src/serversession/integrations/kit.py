@@ -14,7 +14,9 @@ An integration translates; it decides nothing. Per request it:
    with :func:`token_from_form` only if ``guard.form_may_carry_token``);
 5. saves as the response starts and adds :func:`response_headers`;
 6. turns session errors escaping the app into answers with
-   :func:`~serversession.core.guard.refusal_for_error`.
+   :func:`~serversession.core.guard.refusal_for_error` (503, 409, and 401 with
+   ``"reauth_required": true`` for a failed ``require_recent_auth``: a
+   refusal's ``body()`` carries its ``extra`` fields).
 """
 
 from __future__ import annotations
