@@ -45,3 +45,9 @@ def test_the_authentication_controls_are_public() -> None:
         assert getattr(Session, name).__doc__, name
     assert SessionManager.credential_changed.__doc__
     assert serversession.AsyncSessionManager.acredential_changed.__doc__
+
+
+def test_the_session_limit_error_is_exported_in_the_error_tree() -> None:
+    assert "SessionLimitError" in serversession.__all__
+    assert issubclass(serversession.SessionLimitError, serversession.SessionError)
+    assert not issubclass(serversession.SessionLimitError, serversession.StoreError)  # a refusal, not a failure

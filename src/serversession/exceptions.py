@@ -13,6 +13,7 @@ so an application can catch the whole family in one place::
     │   └── SessionTooLargeError  the encoded session exceeds ``max_size``
     ├── ConcurrentUpdateError     an atomic ``modify()`` lost its race too many times
     ├── SessionEndedError         the session was destroyed, revoked or rotated away
+    ├── SessionLimitError         a sign-in beyond ``max_sessions_per_user`` was refused (answer 409)
     ├── ReauthenticationRequired  the last sign-in is older than an action allows (answer 401)
     └── CSRFError                 the CSRF token is missing or wrong (answer 403)
 
@@ -98,6 +99,22 @@ class ConcurrentUpdateError(SessionError):
 
 class SessionEndedError(SessionError):
     """The session was destroyed, revoked or rotated by another request meanwhile."""
+
+
+class SessionLimitError(SessionError):
+    """A sign-in was refused: the user already has ``limit`` live sessions.
+
+    Raised by the save that binds the user (``SessionConfig(max_sessions_per_user=N,
+    on_limit="refuse")``); nothing was written, and the session the request
+    carried (if any) is unchanged. The request guard answers 409; an app may
+    catch it to say "sign out on another device first". ``user`` is the user
+    refused, ``limit`` the cap.
+    """
+
+    def __init__(self, message: str, *, user: str = "", limit: int = 0) -> None:
+        super().__init__(message)
+        self.user = user
+        self.limit = limit
 
 
 class ReauthenticationRequired(SessionError):

@@ -59,7 +59,7 @@ def store(server: PostgresServer) -> Iterator[PostgresStore]:
 def new_row(store: PostgresStore) -> str:
     key, now = storage_key(new_session_id()), time.time()
     meta = encode_meta(SessionMeta(created_at=now, last_seen_at=now))
-    assert store.create(key, Commit(set_data={"a": "1"}, meta=meta, expires_at=now + 600)) is True
+    assert store.create(key, Commit(set_data={"a": "1"}, meta=meta, expires_at=now + 600))
     return key
 
 

@@ -8,22 +8,30 @@ async twins, so one test body checks both faces of every store.
 from __future__ import annotations
 
 import asyncio
+import json
+import queue
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from serversession import AsyncSessionManager, SessionConfig, SessionManager
 from serversession.core.codec import SessionMeta, decode_meta, encode_meta, encode_meta_fields, encode_value
-from serversession.core.ids import new_session_id, storage_key
+from serversession.core.ids import new_session_id, public_handle, storage_key
 from serversession.core.lifecycle import SaveResult
-from serversession.core.records import Commit, CommitResult, Outcome
+from serversession.core.records import Commit, CommitResult, Outcome, UserCap
 from serversession.core.session import Session
 from serversession.core.transport import IncomingToken
 from serversession.stores.base import AsyncStore, Store
+
+from . import cap_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -76,7 +84,7 @@ def fresh(data: dict[str, Any] | None = None, user: str | None = None, ttl: floa
 
 async def created(face: Face, data: dict[str, Any] | None = None, user: str | None = None) -> str:
     key = new_key()
-    assert await face.create(key, fresh(data, user)) is True
+    assert await face.create(key, fresh(data, user))
     return key
 
 
@@ -98,7 +106,7 @@ async def test_load_missing_is_none(face: Face) -> None:
 
 async def test_create_then_load_round_trip(face: Face) -> None:
     key, commit = new_key(), fresh({"cart": [1, {"sku": "é"}], "n": 3}, user="alice")
-    assert await face.create(key, commit) is True
+    assert await face.create(key, commit)
     loaded = await face.load(key)
     assert loaded is not None
     assert loaded.key == key
@@ -109,7 +117,7 @@ async def test_create_then_load_round_trip(face: Face) -> None:
 
 async def test_create_refuses_a_taken_key(face: Face) -> None:
     key = await created(face, {"a": 1})
-    assert await face.create(key, fresh({"a": 2})) is False
+    assert (await face.create(key, fresh({"a": 2}))).outcome is Outcome.TAKEN
     assert await stored_data(face, key) == {"a": "1"}
 
 
@@ -132,7 +140,7 @@ async def test_commit_on_missing_never_resurrects(face: Face) -> None:
                                            expires_at=time.time() + 60))  # fmt: skip
     assert result.outcome is Outcome.MISSING
     assert await face.load(key) is None
-    assert await face.create(key, fresh({"b": 2})) is True  # nothing was left under the key
+    assert await face.create(key, fresh({"b": 2}))  # nothing was left under the key
     assert await stored_data(face, key) == {"b": "2"}
 
 
@@ -189,7 +197,7 @@ async def test_expiry_is_honoured(astore: Any) -> None:
     sync, async_ = Face(astore, False), Face(astore, True)
     keys = [new_key(), new_key()]
     for f, key in zip((sync, async_), keys, strict=True):
-        assert await f.create(key, fresh({"a": 1}, ttl=1.0)) is True
+        assert await f.create(key, fresh({"a": 1}, ttl=1.0))
         assert await f.load(key) is not None
     time.sleep(1.2)  # one short sleep for both faces
     for f in (sync, async_):
@@ -296,6 +304,221 @@ async def test_a_session_past_the_expiry_its_app_set_is_gone(astore: Any) -> Non
     for sid, key in waiting:
         assert astore.load(key) is None  # the store's own expiry, not the lifecycle's check
         assert (await load(sync, sid)).expired
+
+
+# -- the per-user cap (Commit.user_cap) -----------------------------------------------------
+
+REASON = "signed out because you signed in on another device"
+
+
+async def seeded(face: Face, user: str, n: int) -> list[str]:
+    """``n`` sessions of ``user``, least recently used first (one second apart)."""
+    now, keys = time.time(), []
+    for i in range(n):
+        key, seen = new_key(), now - 300 + i
+        commit = Commit(meta=encode_meta(session_meta(user, seen)), expires_at=seen + 600, index_user=user,
+                        absolute_at=now + 3000)  # fmt: skip
+        assert await face.create(key, commit)
+        keys.append(key)
+    return keys
+
+
+def binding(user: str, cap: UserCap, **changes: Any) -> Commit:
+    """A write that binds ``user`` with ``cap``, seen now, as the lifecycle sends it."""
+    now = time.time()
+    return Commit(meta=encode_meta(session_meta(user, now)), expires_at=now + 600, index_user=user,
+                  absolute_at=now + 3000, user_cap=cap, **changes)  # fmt: skip
+
+
+async def alive(face: Face, user: str) -> set[str]:
+    return {s.key for s in await face.list_user(user)}
+
+
+async def test_user_cap_ends_the_least_recently_used(face: Face) -> None:
+    old = await seeded(face, "alice", 3)
+    bobs = await created(face, {"i": 0}, "bob")
+    cap = UserCap(3, reason=REASON)
+    key = new_key()
+    result = await face.create(key, binding("alice", cap, set_data={"i": "1"}))
+    assert result.outcome is Outcome.OK and result.evicted == (old[0],)
+    assert await alive(face, "alice") == {old[1], old[2], key}
+    assert await alive(face, "bob") == {bobs}  # another user's sessions neither count nor go
+
+    marker = await face.load(old[0])  # the ended marker: no session, but it says why
+    assert marker is not None and marker.ended == REASON and dict(marker.data) == {}
+    assert (await face.commit(old[0], Commit(set_data={"a": "1"}))).outcome is Outcome.MISSING
+    assert (await face.rotate(old[0], new_key(), binding("alice", cap), 5.0)).outcome is Outcome.MISSING
+    assert await face.delete(old[0]) is False
+    assert (await face.load(old[0])).ended == REASON  # type: ignore[union-attr]  # it stays
+    assert old[0] not in {s.key for s in face.store.scan()}
+
+    # A rotation of one of the user's own sessions: its old key does not count.
+    again = new_key()
+    assert (await face.rotate(old[1], again, binding("alice", cap), 5.0)).evicted == ()
+    # An anonymous session rotated into the user: the least recently used goes.
+    anonymous, target = await created(face, {"cart": 1}), new_key()
+    result = await face.rotate(anonymous, target, binding("alice", cap), 5.0)
+    assert result.outcome is Outcome.OK and result.evicted == (old[2],)
+    assert (await face.load(old[2])).ended == REASON  # type: ignore[union-attr]
+    # A commit that binds the user (no rotation) counts as a sign-in too.
+    oldest = min((s.meta.last_seen_at, s.key) for s in await face.list_user("alice"))[1]
+    other = await created(face, {"cart": 2})
+    result = await face.commit(other, binding("alice", cap))
+    assert result.outcome is Outcome.OK and result.evicted == (oldest,)
+    assert await alive(face, "alice") == {key, again, target, other} - {oldest}
+    assert await stored_data(face, target) == {"cart": "1"}
+
+
+async def test_user_cap_refuses_and_writes_nothing(face: Face) -> None:
+    old = await seeded(face, "alice", 2)
+    cap = UserCap(2, evict=False, reason=REASON)
+    key = new_key()
+    assert (await face.create(key, binding("alice", cap, set_data={"i": "1"}))).outcome is Outcome.REFUSED
+    assert await face.load(key) is None
+
+    anonymous, target = await created(face, {"cart": 1}), new_key()
+    assert (await face.rotate(anonymous, target, binding("alice", cap), 5.0)).outcome is Outcome.REFUSED
+    assert await face.load(target) is None
+    loaded = await face.load(anonymous)  # the session stays where it was, as it was
+    assert loaded is not None and loaded.meta.user is None and dict(loaded.data) == {"cart": "1"}
+    assert (await face.commit(anonymous, binding("alice", cap))).outcome is Outcome.REFUSED
+    assert (await face.load(anonymous)).meta.user is None  # type: ignore[union-attr]
+    assert await alive(face, "alice") == set(old)
+    assert (await face.commit(anonymous, Commit(set_data={"cart": "2"}))).outcome is Outcome.OK  # still a session
+
+    assert await face.delete(old[0]) is True  # room for one again
+    result = await face.create(key, binding("alice", cap))
+    assert result.outcome is Outcome.OK and result.evicted == ()
+    assert await alive(face, "alice") == {old[1], key}
+
+
+# -- the cap under concurrent sign-ins from several processes --------------------------------
+
+WORKERS = 4
+
+
+def _worker_spec(request: pytest.FixtureRequest, store: Any) -> dict[str, Any] | None:
+    """How a worker process opens the test's store; None for memory (threads instead)."""
+    kind = request.node.callspec.params["store"]
+    if kind == "memory":
+        return None
+    if kind == "sqlite":
+        return {"kind": "sqlite", "path": store.path}
+    if kind == "postgres":
+        return {"kind": "postgres", "url": request.getfixturevalue("postgres_server").url, "table": store.table}
+    server = request.getfixturevalue("fresh_redis" if kind == "redis" else "fresh_cluster")
+    return {"kind": "redis", "url": server.url}
+
+
+class SignIns:
+    """``WORKERS`` workers signing "alice" in, each with its own store object and manager:
+    processes (:mod:`.cap_worker`), or threads sharing the one store for memory, which
+    lives in one process. :meth:`round` starts one sign-in in each at once and returns
+    their reports once all are done, so the test checks the store between rounds."""
+
+    def __init__(self, request: pytest.FixtureRequest, store: Any, tmp_path: Path, rounds: int, limit: int,
+                 on_limit: str = "evict") -> None:  # fmt: skip
+        spec, self.next = _worker_spec(request, store), 0
+        self.procs: list[subprocess.Popen[str]] = []
+        if spec is None:
+            self.barrier = threading.Barrier(WORKERS + 1, timeout=60)
+            self.reports: queue.Queue[dict[str, Any]] = queue.Queue()
+            self.pool = ThreadPoolExecutor(WORKERS)
+            work = (cap_worker.sign_in_rounds, store, "alice", rounds, limit, on_limit,
+                    lambda r: self.barrier.wait(), self.reports.put)  # fmt: skip
+            self.threads = [self.pool.submit(*work) for _ in range(WORKERS)]
+            return
+        self.go = tmp_path / f"go-{uuid.uuid4().hex}"
+        spec.update(user="alice", rounds=rounds, limit=limit, on_limit=on_limit, go=str(self.go))
+        argv = [sys.executable, cap_worker.__file__, json.dumps(spec)]
+        self.procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(WORKERS)]
+
+    def round(self) -> list[dict[str, Any]]:
+        if not self.procs:
+            self.barrier.wait()
+            return [self.reports.get(timeout=60) for _ in range(WORKERS)]
+        for proc in self.procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", "a worker failed"
+        Path(f"{self.go}-{self.next}").touch()
+        self.next += 1
+        return [json.loads(proc.stdout.readline()) for proc in self.procs]  # type: ignore[union-attr]
+
+    def __enter__(self) -> SignIns:
+        return self
+
+    def __exit__(self, failed: type[BaseException] | None, *exc: object) -> None:
+        if not self.procs:
+            if failed:
+                self.barrier.abort()  # the workers waiting for a round that will not come stop
+            self.pool.shutdown()
+            if not failed:
+                for thread in self.threads:
+                    thread.result()
+            return
+        for proc in self.procs:
+            try:
+                if not failed:
+                    proc.wait(timeout=60)
+            finally:
+                proc.kill()
+                proc.wait()
+                proc.stdout.close()  # type: ignore[union-attr]
+        assert failed or all(proc.returncode == 0 for proc in self.procs)
+
+
+def handles(keys: Any) -> list[str]:
+    return sorted(public_handle(k) for k in keys)
+
+
+def test_parallel_sign_ins_keep_the_cap_and_end_exactly_the_least_recently_used(
+    request: pytest.FixtureRequest, store: Any, tmp_path: Path
+) -> None:
+    limit, rounds = 10, 6
+    asyncio.run(seeded(Face(store, False), "alice", limit))
+    with SignIns(request, store, tmp_path, rounds, limit) as sign_ins:
+        for _ in range(rounds):
+            before = store.list_user("alice")
+            oldest = [key for _, key in sorted((s.meta.last_seen_at, s.key) for s in before)[:WORKERS]]
+            reports = sign_ins.round()
+            new = {r["created"] for r in reports}
+            assert None not in new and len(new) == WORKERS
+            # The user is at the cap, and what went is exactly the least recently used,
+            # each reported by one REVOKED event.
+            assert {s.key for s in store.list_user("alice")} == ({s.key for s in before} - set(oldest)) | new
+            assert sorted(h for r in reports for h in r["revoked"]) == handles(oldest)
+            assert all(store.load(key).ended == REASON for key in oldest)
+
+
+def test_parallel_sign_ins_beyond_the_cap_in_one_go_end_every_older_session(
+    request: pytest.FixtureRequest, store: Any, tmp_path: Path
+) -> None:
+    limit, rounds = 2, 4
+    asyncio.run(seeded(Face(store, False), "alice", limit))
+    with SignIns(request, store, tmp_path, rounds, limit) as sign_ins:
+        for _ in range(rounds):
+            before = {s.key for s in store.list_user("alice")}
+            reports = sign_ins.round()
+            new = {r["created"] for r in reports}
+            after = {s.key for s in store.list_user("alice")}
+            assert None not in new and len(after) == limit and after <= new
+            assert sorted(h for r in reports for h in r["revoked"]) == handles(before | (new - after))
+
+
+def test_parallel_sign_ins_beyond_the_cap_are_refused(
+    request: pytest.FixtureRequest, store: Any, tmp_path: Path
+) -> None:
+    limit, rounds = 5, 3
+    alive = set(asyncio.run(seeded(Face(store, False), "alice", 2)))
+    with SignIns(request, store, tmp_path, rounds, limit, on_limit="refuse") as sign_ins:
+        for _ in range(rounds):
+            reports = sign_ins.round()
+            accepted = {r["created"] for r in reports} - {None}
+            assert len(accepted) == min(WORKERS, limit - len(alive))  # no more, and no fewer
+            alive |= accepted
+            assert {s.key for s in store.list_user("alice")} == alive
+            assert not any(r["revoked"] for r in reports)
+            # A sign-in refused as it rotated left the anonymous session as it was.
+            assert all(r["intact"] in (None, True) for r in reports)
 
 
 # -- the authentication controls: the authentication time, credential changes ---------------

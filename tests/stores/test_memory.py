@@ -67,7 +67,7 @@ def created(mem: MemoryStore, clock: Clock, ttl: float, user: str | None = None)
     commit = Commit(
         set_data={"n": "1"}, meta=meta_at(clock.now, user=user), expires_at=clock.now + ttl, index_user=user
     )
-    assert mem.create(key, commit) is True
+    assert mem.create(key, commit)
     return key
 
 
@@ -107,7 +107,7 @@ def test_a_session_filed_in_a_swept_second_is_still_purged(mem: MemoryStore, clo
     mem.purge_expired()  # every second before T0 + 5 is swept
     key = new_key()
     lagging = Commit(meta=meta_at(clock.now), expires_at=clock.now - 3)  # from a manager whose clock lags
-    assert mem.create(key, lagging) is True
+    assert mem.create(key, lagging)
     clock.now += 1
     assert mem.purge_expired() == 1
     assert len(mem) == 0
@@ -244,7 +244,7 @@ EMPTY = SessionMeta(created_at=0.0, last_seen_at=T0)
 @pytest.mark.parametrize("meta", [FULL, EMPTY], ids=["full", "empty"])
 def test_a_record_round_trips_every_field(mem: MemoryStore, clock: Clock, meta: SessionMeta) -> None:
     key = new_key()
-    assert mem.create(key, Commit(set_data=DATA, meta=encode_meta(meta), expires_at=clock.now + 60)) is True
+    assert mem.create(key, Commit(set_data=DATA, meta=encode_meta(meta), expires_at=clock.now + 60))
     loaded = mem.load(key)
     assert loaded is not None and loaded.key == key
     assert loaded.meta == decode_meta(encode_meta(meta)) == meta
@@ -256,7 +256,7 @@ def test_commits_and_rotations_round_trip_every_field(
     mem: MemoryStore, clock: Clock, before: SessionMeta, after: SessionMeta
 ) -> None:
     key = new_key()
-    assert mem.create(key, Commit(set_data=DATA, meta=encode_meta(before), expires_at=clock.now + 60)) is True
+    assert mem.create(key, Commit(set_data=DATA, meta=encode_meta(before), expires_at=clock.now + 60))
     cleared = encode_meta_fields(idle_limit=after.idle_limit, ends_at=after.ends_at)  # as the lifecycle clears them
     change = Commit(set_data={"new": "2"}, unset_data=frozenset({"cart"}), meta={**encode_meta(after), **cleared})
     assert mem.commit(key, change).outcome is Outcome.OK
@@ -274,7 +274,7 @@ def test_commits_and_rotations_round_trip_every_field(
 def test_a_record_holds_the_expiry_fields_only_when_the_app_set_an_expiry(mem: MemoryStore, clock: Clock) -> None:
     plain, limited = new_key(), new_key()
     for key, meta in ((plain, EMPTY), (limited, EMPTY.with_changes(ends_at=T0 + 60))):
-        assert mem.create(key, Commit(meta=encode_meta(meta), expires_at=clock.now + 60)) is True
+        assert mem.create(key, Commit(meta=encode_meta(meta), expires_at=clock.now + 60))
     bodies = {key: memory._unpack(mem._records[memory._key(key)]) for key in (plain, limited)}
     assert (len(bodies[plain]), len(bodies[limited])) == (8, 10)  # most sessions pay nothing for the feature
     assert mem.commit(limited, Commit(meta=encode_meta_fields(ends_at=None))).outcome is Outcome.OK
@@ -306,7 +306,7 @@ def test_corrupt_timestamps_fail_the_load_as_decode_meta_does(
     with pytest.raises(CorruptRecordError):
         decode_meta(fields)  # what the other stores do with such a record
     key = new_key()
-    assert mem.create(key, Commit(meta=fields, expires_at=clock.now + 60)) is True
+    assert mem.create(key, Commit(meta=fields, expires_at=clock.now + 60))
     with pytest.raises(CorruptRecordError):
         mem.load(key)
 

@@ -9,6 +9,8 @@ other's rows, and a fake clock, so expiry needs no sleeping.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,9 +25,10 @@ from psycopg.conninfo import conninfo_to_dict
 from servers import PostgresServer
 from serversession.core.codec import SessionMeta, encode_meta, encode_meta_fields
 from serversession.core.ids import new_session_id, storage_key
-from serversession.core.records import Commit, CommitResult, Outcome
+from serversession.core.records import Commit, CommitResult, Outcome, UserCap
 from serversession.exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
 from serversession.stores import _postgres_sql, open_store
+from serversession.stores import postgres as postgres_store
 from serversession.stores.postgres import NoAnswerError, PostgresStore
 
 N = 30  # concurrent compare-and-set increments
@@ -97,8 +100,8 @@ def row(server: PostgresServer, table: str, key: str) -> tuple[Any, ...] | None:
 def test_round_trip_and_row_layout(store: PostgresStore, postgres_server: PostgresServer, clock: FakeClock,
                                    table: str) -> None:  # fmt: skip
     key, commit = new_key(), fresh(clock, {"cart": '[1,{"sku":"é"}]', "n": "3"}, user="alice")
-    assert store.create(key, commit) is True
-    assert store.create(key, fresh(clock)) is False
+    assert store.create(key, commit)
+    assert store.create(key, fresh(clock)).outcome is Outcome.TAKEN
     loaded = store.load(key)
     assert loaded is not None and dict(loaded.data) == {"cart": '[1,{"sku":"é"}]', "n": "3"}
     assert loaded.meta.user == "alice"
@@ -111,7 +114,7 @@ def test_round_trip_and_row_layout(store: PostgresStore, postgres_server: Postgr
 @pytest.mark.anyio
 async def test_async_face_uses_its_own_pool(astore: PostgresStore, clock: FakeClock) -> None:
     key = new_key()
-    assert await astore.acreate(key, fresh(clock, {"a": "1"})) is True
+    assert await astore.acreate(key, fresh(clock, {"a": "1"}))
     assert (await astore.acommit(key, Commit(set_data={"b": "2"}))).outcome is Outcome.OK
     loaded = await astore.aload(key)
     assert loaded is not None and dict(loaded.data) == {"a": "1", "b": "2"}
@@ -194,7 +197,7 @@ def test_rotate_leaves_a_tombstone(store: PostgresStore, postgres_server: Postgr
     assert [s.key for s in store.list_user("alice")] == [new]
     clock.advance(6)
     assert store.commit(old, Commit(set_data={"c": "3"})).outcome is Outcome.MISSING
-    assert store.create(old, fresh(clock)) is True  # an expired tombstone is replaced
+    assert store.create(old, fresh(clock))  # an expired tombstone is replaced
 
 
 def test_rotate_onto_a_taken_key_changes_nothing(store: PostgresStore, postgres_server: PostgresServer,
@@ -249,7 +252,7 @@ def test_scan_pages_through_every_live_row(store: PostgresStore, clock: FakeCloc
 async def test_purge_expired_with_a_fake_clock(astore: PostgresStore, postgres_server: PostgresServer,
                                                clock: FakeClock, table: str) -> None:  # fmt: skip
     for ttl in (10, 10, 10, 10, 10, 100, 100):
-        assert astore.create(new_key(), fresh(clock, ttl=ttl)) is True
+        assert astore.create(new_key(), fresh(clock, ttl=ttl))
     assert astore.purge_expired() == 0
     clock.advance(50)
     assert astore.purge_expired(3) == 3
@@ -273,10 +276,10 @@ def test_every_64th_create_purges_a_batch(store: PostgresStore, postgres_server:
 def test_create_replaces_an_expired_row(store: PostgresStore, clock: FakeClock) -> None:
     key = new_key()
     store.create(key, fresh(clock, {"old": "1"}, ttl=10))
-    assert store.create(key, fresh(clock, {"new": "1"})) is False
+    assert store.create(key, fresh(clock, {"new": "1"})).outcome is Outcome.TAKEN
     clock.advance(30)
     assert store.load(key) is None
-    assert store.create(key, fresh(clock, {"new": "1"})) is True
+    assert store.create(key, fresh(clock, {"new": "1"}))
     loaded = store.load(key)
     assert loaded is not None and dict(loaded.data) == {"new": "1"}
 
@@ -362,7 +365,7 @@ async def test_outage_is_bounded_and_recovers(anyio_backend: str, table: str) ->
     store = PostgresStore(server.url, table=table, timeout=1.0)
     try:
         key = new_key()
-        assert store.create(key, fresh(FakeClock())) is True
+        assert store.create(key, fresh(FakeClock()))
         await store.aping()
         server.stop()
         start = time.monotonic()
@@ -387,7 +390,7 @@ async def test_outage_is_bounded_and_recovers(anyio_backend: str, table: str) ->
                 break
             except StoreUnavailableError:
                 assert time.monotonic() < deadline, "the store did not recover"
-        assert store.create(new_key(), fresh(FakeClock())) is True
+        assert store.create(new_key(), fresh(FakeClock()))
     finally:
         await store.aclose()
         server.stop()
@@ -558,3 +561,37 @@ def test_corrupt_data_values_are_a_corrupt_record(
 def test_a_table_named_like_another_tables_companion_is_refused(postgres_server: PostgresServer, suffix: str) -> None:
     with pytest.raises(ConfigurationError):
         PostgresStore(postgres_server.url, table=f"sessions{suffix}")
+
+
+# -- the per-user cap: what a sign-in costs ------------------------------------------------
+
+
+def test_round_trips_per_capped_sign_in(store: PostgresStore, clock: FakeClock,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Round trips, counted where each reply is waited for (``_Connection.wait``): the cap adds BEGIN and
+    COMMIT around the create, the user's advisory lock, the SELECT ... FOR UPDATE of their
+    rows and, when it ends sessions, one UPDATE."""
+    for _ in range(3):
+        assert store.create(new_key(), fresh(clock, user="alice"))
+    me, waits = threading.get_ident(), []
+    wait = postgres_store._Connection.wait
+
+    def counted(conn: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        # Not the pool's background work, nor its commit of a connection it gets back: with
+        # autocommit and no transaction open, that sends nothing.
+        if threading.get_ident() == me and "_commit_gen" not in getattr(gen, "__qualname__", ""):
+            waits.append(1)
+        return wait(conn, gen, *args, **kwargs)
+
+    monkeypatch.setattr(postgres_store._Connection, "wait", counted)
+    cap = UserCap(3, reason="elsewhere")
+    assert store.create(new_key(), fresh(clock, user="alice"))
+    assert len(waits) == 2  # the checkout's empty query + INSERT
+    waits.clear()
+    result = store.create(new_key(), dataclasses.replace(fresh(clock, user="alice"), user_cap=cap))
+    assert len(result.evicted) == 2 and len(waits) == 7  # + BEGIN, lock, SELECT, UPDATE, COMMIT
+    waits.clear()
+    result = store.create(new_key(), dataclasses.replace(fresh(clock, user="alice"), user_cap=UserCap(9)))
+    assert result.evicted == () and len(waits) == 6  # room: no UPDATE
+    waits.clear()
+    assert store.load(new_key()) is None and len(waits) == 2  # a load stays one statement

@@ -9,6 +9,7 @@ server) and ``MONITOR`` (which tells the client's commands from the script's).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -23,7 +24,7 @@ import redis
 from servers import RedisCluster, RedisServer, free_port
 from serversession.core.codec import SessionMeta, encode_meta, encode_meta_fields
 from serversession.core.ids import new_session_id, storage_key
-from serversession.core.records import Commit, Outcome
+from serversession.core.records import Commit, Outcome, UserCap
 from serversession.exceptions import ConfigurationError, StoreError, StoreUnavailableError
 from serversession.stores import open_store
 from serversession.stores._redis_scripts import ALL as SCRIPTS
@@ -400,3 +401,57 @@ def test_wait_settings_are_not_passed_to_redis_py(redis_server: RedisServer) -> 
         store.ping()
     finally:
         store.close()
+
+
+# -- the per-user cap: what a sign-in costs ------------------------------------------------
+
+
+def capped(user: str, limit: int, evict: bool = True) -> Commit:
+    return dataclasses.replace(fresh(user=user), user_cap=UserCap(limit, evict, "signed out elsewhere"))
+
+
+def test_commands_per_capped_sign_in_standalone(rstore: RedisStore, fresh_redis: RedisServer) -> None:
+    nodes = [fresh_redis]
+    warm(nodes)
+    for _ in range(3):
+        assert rstore.create(new_key(), fresh(user="alice"))
+    # At the cap: still the create's one script; inside it one HMGET per session of the user,
+    # the eviction (PTTL, DEL, HSET, PEXPIRE) and the index's upkeep.
+    sent, ran = measure(nodes, lambda: rstore.create(new_key(), capped("alice", 3)))
+    assert sent == {"evalsha": 1}
+    assert ran["hmget"] == 3 and ran["del"] == 1 and ran["zrem"] == 1
+    anonymous = new_key()
+    assert rstore.create(anonymous, fresh())
+    result: list[Any] = []
+    sent, ran = measure(nodes, lambda: result.append(rstore.rotate(anonymous, new_key(), capped("alice", 3), 5.0)))
+    assert sent == {"evalsha": 1} and ran["hmget"] == 3 and len(result[0].evicted) == 1
+    sent, ran = measure(nodes, lambda: rstore.create(new_key(), capped("alice", 3, evict=False)))
+    assert sent == {"evalsha": 1} and ran["hmget"] == 3 and not ran["hset"]  # refused: nothing written
+    marker = result[0].evicted[0]
+    sent, ran = measure(nodes, lambda: result.append(rstore.load(marker)))
+    assert sent == {"hgetall": 1} and ran == {"hgetall": 1} and result[-1].ended == "signed out elsewhere"
+
+
+def test_commands_per_capped_sign_in_cluster(cstore: RedisStore, fresh_cluster: RedisCluster) -> None:
+    masters = fresh_cluster.nodes[: fresh_cluster.MASTERS]
+    warm(masters)
+    for _ in range(3):
+        assert cstore.create(new_key(), fresh(user="alice"))
+    # create, claim (index + members), finish (the eviction); one HMGET per session; one ZREM.
+    sent, _ = measure(masters, lambda: cstore.create(new_key(), capped("alice", 3)))
+    assert sent == {"evalsha": 3, "hmget": 3, "zrem": 1}
+    anonymous = new_key()
+    assert cstore.create(anonymous, fresh())
+    sent, _ = measure(masters, lambda: cstore.rotate(anonymous, new_key(), capped("alice", 3), 5.0))
+    assert sent == {"evalsha": 4, "hmget": 3, "zrem": 1}  # take + create + claim + finish
+    # Below the cap: the claim and the reads only.
+    sent, _ = measure(masters, lambda: cstore.create(new_key(), capped("alice", 10)))
+    assert sent == {"evalsha": 2, "hmget": 3}
+    # Refused: found after the write, which is undone (a delete; a rotation's old session put back).
+    sent, _ = measure(masters, lambda: cstore.create(new_key(), capped("alice", 4, evict=False)))
+    assert sent == {"evalsha": 3, "hmget": 4, "zrem": 1}  # create + claim + delete
+    anonymous = new_key()
+    assert cstore.create(anonymous, fresh())
+    sent, _ = measure(masters, lambda: cstore.rotate(anonymous, new_key(), capped("alice", 4, evict=False), 5.0))
+    assert sent == {"evalsha": 5, "hmget": 4, "zrem": 1}  # take + create + claim + delete + restore
+    assert cstore.load(anonymous) is not None

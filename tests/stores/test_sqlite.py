@@ -15,7 +15,7 @@ import pytest
 
 from serversession.core.codec import SessionMeta, encode_meta
 from serversession.core.ids import new_session_id, storage_key
-from serversession.core.records import Commit
+from serversession.core.records import Commit, UserCap
 from serversession.exceptions import ConfigurationError, CorruptRecordError, StoreError
 from serversession.stores import open_store
 from serversession.stores.sqlite import SQLiteStore
@@ -134,3 +134,31 @@ def test_an_in_memory_sqlite_database_is_refused(path: str) -> None:
     one thread would not exist for the next. memory:// is the in-process store."""
     with pytest.raises(ConfigurationError, match="memory://"):
         SQLiteStore(path)
+
+
+def bound(user: str, cap: UserCap | None = None) -> Commit:
+    now = time.time()
+    meta = encode_meta(SessionMeta(created_at=now, last_seen_at=now, user=user))
+    return Commit(meta=meta, expires_at=now + 60, index_user=user, absolute_at=now + 120, user_cap=cap)
+
+
+def test_statements_per_capped_sign_in(tmp_path: Path) -> None:
+    """The cap adds one indexed SELECT of the user's rows to the create's transaction, and
+    one UPDATE when it ends sessions; the write lock is the file's, held throughout."""
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        for _ in range(3):
+            assert store.create(new_key(), bound("alice"))
+        statements: list[str] = []
+        store._conn().set_trace_callback(lambda text: statements.append(text.split()[0].upper()))
+        assert store.create(new_key(), bound("alice"))
+        assert statements == ["BEGIN", "DELETE", "INSERT", "COMMIT"]
+        statements.clear()
+        result = store.create(new_key(), bound("alice", UserCap(3, reason="elsewhere")))
+        assert len(result.evicted) == 2
+        assert statements == ["BEGIN", "DELETE", "INSERT", "SELECT", "UPDATE", "UPDATE", "COMMIT"]  # one each
+        statements.clear()
+        assert store.load(result.evicted[0]).ended == "elsewhere"  # type: ignore[union-attr]
+        assert statements == ["SELECT"]  # a load stays one statement
+    finally:
+        store.close()

@@ -14,9 +14,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..exceptions import ConfigurationError
+from .codec import is_utf8
 from .signing import Signer
 
 SameSite = Literal["lax", "strict", "none"]
+OnLimit = Literal["evict", "refuse"]
+#: What an evicted session's next request is told (``Session.ended_because``), by default.
+EVICTION_REASON = "signed out because you signed in on another device"
 #: What ``Clear-Site-Data`` may ask a browser to clear (the W3C draft's directives).
 CLEAR_SITE_DATA_DIRECTIVES = frozenset(
     {"cache", "cookies", "storage", "executionContexts", "clientHints", "prefetchCache", "prerenderCache", "*"}
@@ -105,6 +109,25 @@ class SessionConfig:
     * ``json_only_paths`` (()): path prefixes whose unsafe requests must carry
       ``Content-Type: application/json`` (415 otherwise), which no cross-site
       form or "simple request" can send without a CORS preflight.
+
+    The per-user session cap (``docs/concurrency.md`` says what each store guarantees):
+
+    * ``max_sessions_per_user`` (0: no limit): a user has at most this many live
+      sessions. Enforced when a session is bound to a user (a save that creates,
+      rotates or rebinds a session with ``session.user`` set), atomically in the
+      store, so concurrent sign-ins from several processes cannot exceed it.
+    * ``on_limit`` (``"evict"``): what a sign-in beyond the limit does.
+      ``"evict"`` ends the user's least recently used session (oldest
+      ``last_seen_at``, which moves only at renewals, every ``renew_fraction`` of
+      the idle window, so "least recently used" is as precise as that);
+      ``"refuse"`` refuses the sign-in: its save raises
+      :class:`~serversession.exceptions.SessionLimitError` (the request guard
+      answers 409) and writes nothing.
+    * ``eviction_reason`` (``"signed out because you signed in on another
+      device"``): what an evicted session's next request finds in
+      :attr:`Session.ended_because <serversession.Session.ended_because>` (it
+      gets a fresh session with ``expired`` True) and what its REVOKED event
+      says. At most 200 characters.
     """
 
     idle_timeout: float = 1800.0
@@ -132,6 +155,9 @@ class SessionConfig:
     guess_window: float = 60.0
     clear_site_data: Sequence[str] = ("cache",)
     json_only_paths: Sequence[str] = ()
+    max_sessions_per_user: int = 0
+    on_limit: OnLimit = "evict"
+    eviction_reason: str = EVICTION_REASON
     signer: Signer | None = field(init=False, repr=False, compare=False)
     proxy_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         init=False, repr=False, compare=False
@@ -181,6 +207,17 @@ class SessionConfig:
             paths = getattr(self, name)
             if isinstance(paths, str) or not all(isinstance(p, str) and p.startswith("/") for p in paths):
                 raise ConfigurationError(f"{name} is a list of paths starting with '/', got {paths!r}")
+        self._check_user_cap()
+
+    def _check_user_cap(self) -> None:
+        cap = self.max_sessions_per_user
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+            raise ConfigurationError(f"max_sessions_per_user must be a whole number, 0 (no limit) or more, got {cap!r}")
+        if self.on_limit not in ("evict", "refuse"):
+            raise ConfigurationError(f"on_limit must be 'evict' or 'refuse', got {self.on_limit!r}")
+        reason = self.eviction_reason
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > 200 or not is_utf8(reason):
+            raise ConfigurationError(f"eviction_reason must be text of 1 to 200 characters, got {reason!r}")
 
     @property
     def host_prefix_allowed(self) -> bool:

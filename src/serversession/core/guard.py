@@ -42,6 +42,7 @@ from ..exceptions import (
     ConcurrentUpdateError,
     ReauthenticationRequired,
     SessionEndedError,
+    SessionLimitError,
     StoreError,
 )
 from . import csrf
@@ -142,7 +143,7 @@ def refusal_for_error(exc: BaseException) -> Refusal | None:
     A store failure is 503 (nothing was lost, retry in a second); a ``modify``
     that lost every race, or a session ended by another request meanwhile, is
     409 (retry after reloading). Neither is the app's bug, so neither may
-    become a 500.
+    become a 500. A sign-in refused by the per-user cap is 409 too, saying why.
     An action that needs a recent authentication the session lacks
     (``require_recent_auth``) is 401 with ``"reauth_required": true``.
     """
@@ -150,6 +151,9 @@ def refusal_for_error(exc: BaseException) -> Refusal | None:
         return STORE_UNAVAILABLE
     if isinstance(exc, ReauthenticationRequired):
         return REAUTH_REQUIRED
+    if isinstance(exc, SessionLimitError):
+        return Refusal(409, f"this account is signed in on the most devices allowed ({exc.limit}): "
+                            "sign out on one of them, then sign in again", "session_limit")  # fmt: skip
     if isinstance(exc, (ConcurrentUpdateError, SessionEndedError)):
         return Refusal(409, CONFLICT_MESSAGE, "conflict")
     return None

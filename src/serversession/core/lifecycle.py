@@ -29,6 +29,13 @@ Rules (everything that changes a session's fate must live in this file):
    writes follow the session to its new key, while loads of the old ID fail.
 6. **Atomic read-modify-write**: ``modify`` is compare-and-set on one key's
    encoded text, retried with the fresher value on conflict.
+7. **Per-user cap**: every write that indexes a user (a create or rotation of a
+   session with a user, a commit that binds one) carries ``max_sessions_per_user``
+   as a :class:`~.records.UserCap`; the store counts and ends sessions in the same
+   atomic step (no process can decide alone). The keys it evicted become REVOKED
+   events here, a refusal :class:`~serversession.exceptions.SessionLimitError`,
+   and the ended marker it leaves makes the next load of an evicted ID a fresh
+   session with ``expired`` and ``ended_because`` set, at no extra round trip.
 8. **Credential changes void older sign-ins**: ``credential_changed`` records
    "sign-ins of this user by requests loaded before T are void" (a marker, see
    :mod:`._credentials`) *before* it lists and ends the user's other sessions;
@@ -46,13 +53,13 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ..exceptions import ConcurrentUpdateError, SessionEndedError, StoreError
+from ..exceptions import ConcurrentUpdateError, SessionEndedError, SessionLimitError, StoreError
 from . import _credentials as credentials
 from .codec import SessionMeta, decode_value, encode_meta, encode_meta_fields, encode_value
 from .config import SessionConfig
 from .events import EventKind, SessionEvent
 from .ids import new_session_id, public_handle, storage_key
-from .records import Commit, CommitResult, Outcome, StoredSession
+from .records import COMMITTED, TAKEN, Commit, CommitResult, Outcome, StoredSession, UserCap
 from .session import Session
 from .transport import IncomingToken, printable, session_id_from_token, set_cookie, token_for_client
 
@@ -158,6 +165,7 @@ def new_session(
     ip: str,
     *,
     expired: bool = False,
+    ended_because: str | None = None,
 ) -> Session:
     """Return a fresh, unstored session (it gets an ID only when first stored)."""
     meta = SessionMeta(
@@ -173,6 +181,7 @@ def new_session(
         presented=token.value is not None or token.ambiguous,  # a cookie to clear
         expired=expired,
         pre_csrf_secret=token.csrf_secret,
+        ended_because=ended_because,
         loaded_at=now,
     )
 
@@ -191,6 +200,8 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
         # unknown ID of ours reads as "your session ended" (timed out or revoked).
         yield _event(EventKind.UNKNOWN_ID, now)
         return new_session(config, token, now, user_agent, ip, expired=True)
+    if stored.ended is not None:  # ended by the store (the per-user cap): say why; REVOKED was emitted then
+        return new_session(config, token, now, user_agent, ip, expired=True, ended_because=stored.ended)
     if is_expired(config, stored.meta, now):
         yield ("delete", (key,))
         reason = "absolute timeout" if now >= deadlines(config, stored.meta)[1] else "idle timeout"
@@ -235,6 +246,7 @@ def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult
     result, moved = yield from _commit_following_moves(session.key, commit)
     if result.outcome is Outcome.MISSING:
         return _ended(session)
+    yield from _bound(session.config, result, session.user, now)
     if session.user_changed and session.user is not None and (yield from _bind_voided(session, session.key, now)):
         return _ended(session)
     if moved:
@@ -431,6 +443,24 @@ def _event(
     return ("emit", (event,))
 
 
+def user_cap(config: SessionConfig) -> UserCap | None:
+    """The :class:`~.records.UserCap` a write indexing a user carries, or None (no limit)."""
+    if not config.max_sessions_per_user:
+        return None
+    return UserCap(config.max_sessions_per_user, evict=config.on_limit == "evict", reason=config.eviction_reason)
+
+
+def _bound(config: SessionConfig, result: CommitResult, user: str | None, now: float) -> Plan[None]:
+    """After a write that indexed ``user``: a REVOKED event for each session its cap
+    ended, or :class:`SessionLimitError` when the cap refused it (nothing was written)."""
+    if result.outcome is Outcome.REFUSED:
+        limit = config.max_sessions_per_user
+        raise SessionLimitError(f"user {user!r} already has {limit} live sessions, the most allowed "
+                                "(SessionConfig.max_sessions_per_user)", user=user or "", limit=limit)  # fmt: skip
+    for key in result.evicted:
+        yield _event(EventKind.REVOKED, now, key, user, config.eviction_reason)
+
+
 def _expires_at(config: SessionConfig, meta: SessionMeta, now: float) -> float:
     """The store expiry of a session renewed at ``now``: its idle deadline from now."""
     return min(now + idle_window(config, meta), deadlines(config, meta)[1])
@@ -478,6 +508,7 @@ def _commit_for(session: Session, now: float, ip: str | None) -> Commit | None:
         expires_at=expires_at,
         index_user=index_user,
         absolute_at=index_deadline(config, session.meta),
+        user_cap=user_cap(config) if index_user else None,
     )
 
 
@@ -522,11 +553,18 @@ def _create(session: Session, now: float) -> Plan[SaveResult]:
         expires_at=_expires_at(config, meta, now),
         index_user=meta.user,
         absolute_at=index_deadline(config, meta),
+        user_cap=user_cap(config) if meta.user else None,
     )
     for _ in range(_CREATE_ATTEMPTS):
         session_id = new_session_id()
         key = storage_key(session_id)
-        if (yield ("create", (key, commit))):
+        created: CommitResult | bool = yield ("create", (key, commit))
+        if isinstance(created, bool):  # a store written before create answered a CommitResult
+            created = COMMITTED if created else TAKEN
+        if created.outcome is Outcome.TAKEN:
+            continue
+        yield from _bound(config, created, meta.user, now)
+        if created.outcome is Outcome.OK:
             session.session_id, session.key, session.meta = session_id, key, meta
             session.settle(None)
             yield _event(EventKind.CREATED, now, key, meta.user)
@@ -560,6 +598,7 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
         expires_at=_expires_at(config, meta, now),
         index_user=meta.user,
         absolute_at=index_deadline(config, meta),
+        user_cap=user_cap(config) if meta.user else None,  # every rotation: it files a new key under the user
     )
     session_id = new_session_id()
     key = storage_key(session_id)
@@ -577,6 +616,7 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
             )
         if session.auth_changed:
             forwarded.update(encode_meta_fields(authenticated_at=meta.authenticated_at))
+        index_user = meta.user if session.user_changed else None
         forward, _ = yield from _commit_following_moves(
             result.moved_to,
             Commit(
@@ -584,13 +624,16 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
                 unset_data=unset,
                 meta=forwarded,
                 expires_at=_expires_at(config, meta, now) if session.expiry_changed else None,
-                index_user=meta.user if session.user_changed else None,
+                index_user=index_user,
                 absolute_at=index_deadline(config, meta),
+                user_cap=user_cap(config) if index_user else None,
             ),
         )
+        yield from _bound(config, forward, index_user, now)
         if binding and forward.outcome is Outcome.OK:
             yield from _bind_voided(session, result.moved_to, now)
         return MOVED_AWAY
+    yield from _bound(config, result, meta.user, now)
     if result.outcome is not Outcome.OK:
         return _ended(session)
     session.session_id, session.key, session.meta = session_id, key, meta

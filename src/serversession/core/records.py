@@ -4,13 +4,18 @@ A store is told *what* to do with these frozen records and answers with a
 :class:`CommitResult`; it never decides policy. Data fields are JSON text per key
 (see :mod:`.codec`), metadata fields are the short strings of
 :func:`.codec.encode_meta`. Keys are storage keys (hashes), never session IDs.
+
+The one rule a store carries out rather than the lifecycle is the per-user cap
+(:class:`UserCap`): counting a user's live sessions and ending some must happen
+in the same atomic step as indexing the new one, or concurrent sign-ins from
+several processes would each see room for themselves.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .codec import SessionMeta
@@ -18,11 +23,48 @@ from .codec import SessionMeta
 
 @dataclass(frozen=True, slots=True)
 class StoredSession:
-    """One session as read from a store: encoded data fields and decoded metadata."""
+    """One session as read from a store: encoded data fields and decoded metadata.
+
+    ``ended`` is set only on what :meth:`~serversession.stores.base.Store.load`
+    returns for an *ended marker*: the record a store leaves in place of a
+    session it ended itself to make room under a :class:`UserCap`. It holds the
+    reason text (``UserCap.reason``), no data, and an empty ``meta``; it is no
+    session (never listed, committed to or deleted) and lives as long as the
+    ended session would have.
+    """
 
     key: str
     data: Mapping[str, str]
     meta: SessionMeta
+    ended: str | None = None
+
+
+#: The metadata of an ended marker (it has none of its own).
+NO_META = SessionMeta(created_at=0.0, last_seen_at=0.0)
+
+
+def ended_marker(key: str, reason: str) -> StoredSession:
+    """What a store's ``load`` returns for the ended marker under ``key``."""
+    return StoredSession(key, {}, NO_META, ended=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class UserCap:
+    """The per-user session cap a store enforces as it indexes a user (``Commit.user_cap``).
+
+    In the same atomic step as the commit, the store counts the *other* live
+    sessions of ``Commit.index_user`` (the session being written, and for a
+    rotation its old key, do not count). If there are ``limit`` or more, it
+    either ends the least recently used of them (oldest ``last_seen_at``, ties by
+    key) until this one makes ``limit`` (``evict``), leaving an ended marker
+    holding ``reason`` in place of each and answering their keys in
+    :attr:`CommitResult.evicted`; or writes nothing and answers
+    :attr:`Outcome.REFUSED` (not ``evict``).
+    """
+
+    limit: int
+    evict: bool = True
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +81,8 @@ class Commit:
     * ``expect``: compare-and-set guard, data key -> encoded value the request
       read (None: the key must be absent). The store applies the commit only if
       every key still holds exactly that text, else answers CONFLICT.
+    * ``user_cap``: the per-user session cap to enforce atomically while
+      indexing ``index_user`` (see :class:`UserCap`); ignored without one.
     """
 
     set_data: Mapping[str, str] = field(default_factory=dict)
@@ -48,6 +92,7 @@ class Commit:
     index_user: str | None = None
     absolute_at: float | None = None
     expect: Mapping[str, str | None] | None = None
+    user_cap: UserCap | None = None
 
 
 class Outcome(enum.Enum):
@@ -60,19 +105,57 @@ class Outcome(enum.Enum):
     MOVED = "moved"
     #: An ``expect`` guard failed; ``CommitResult.current`` holds the stored text.
     CONFLICT = "conflict"
+    #: ``create`` only: the key is taken by a live record. Nothing was written.
+    TAKEN = "taken"
+    #: The commit's :class:`UserCap` refuses it: the user has ``limit`` other live
+    #: sessions. Nothing was written.
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:
-    """A store's answer to :class:`Commit` (see :class:`Outcome`)."""
+    """A store's answer to :class:`Commit` (see :class:`Outcome`).
+
+    ``evicted``: the storage keys of the sessions the store ended to make room
+    under ``Commit.user_cap`` (OK only). Truthy only when OK, so
+    ``if store.create(key, commit):`` reads as it did when ``create`` answered a bool.
+    """
 
     outcome: Outcome
     moved_to: str | None = None
     current: Mapping[str, str | None] | None = None
+    evicted: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.outcome is Outcome.OK
 
 
 COMMITTED = CommitResult(Outcome.OK)
 MISSING = CommitResult(Outcome.MISSING)
+TAKEN = CommitResult(Outcome.TAKEN)
+REFUSED = CommitResult(Outcome.REFUSED)
+
+
+def committed(evicted: Iterable[str] = ()) -> CommitResult:
+    """OK, with the keys a :class:`UserCap` evicted (the shared :data:`COMMITTED` when none)."""
+    keys = tuple(evicted)
+    return CommitResult(Outcome.OK, evicted=keys) if keys else COMMITTED
+
+
+def least_recently_used(sessions: Iterable[tuple[float, str]], cap: UserCap) -> list[str] | None:
+    """Which of a user's other live sessions, as (last_seen_at, key), a cap ends to make
+    room for one more: the oldest first; ``[]`` when there is room, None to refuse.
+
+    For the stores that decide in Python inside their own atomic step (memory,
+    SQLite, PostgreSQL; the Redis scripts do the same in Lua).
+    """
+    ordered = sorted(sessions)
+    over = len(ordered) + 1 - cap.limit
+    if over <= 0:
+        return []
+    if not cap.evict:
+        return None
+    return [key for _, key in ordered[:over]]
 
 
 def checked_expiry(expires_at: float) -> float:

@@ -75,6 +75,7 @@ class Session(MutableMapping[str, Any]):
         presented: bool = False,
         expired: bool = False,
         pre_csrf_secret: str | None = None,
+        ended_because: str | None = None,
         loaded_at: float = -math.inf,
     ) -> None:
         self.config = config
@@ -87,6 +88,7 @@ class Session(MutableMapping[str, Any]):
         #: The client presented a session that no longer exists: it timed out or
         #: was ended elsewhere (for a gentle "please sign in again" message).
         self.expired = expired
+        self._ended_because = ended_because
         self.pre_csrf_secret = pre_csrf_secret
         self.pre_csrf_issued = False
         self.base = data
@@ -175,6 +177,14 @@ class Session(MutableMapping[str, Any]):
     def is_new(self) -> bool:
         """True until the session has been stored (it is created lazily)."""
         return self.key is None
+
+    @property
+    def ended_because(self) -> str | None:
+        """Why the session the client presented ended, when the server knows: text to
+        show the user, such as ``SessionConfig.eviction_reason`` ("signed out because
+        you signed in on another device") for a session the per-user cap ended. None
+        otherwise (also when it merely timed out). Set only with :attr:`expired`."""
+        return self._ended_because
 
     @property
     def handle(self) -> str | None:

@@ -39,6 +39,10 @@ MIGRATIONS: list[str] = [
 
 #: First argument of the two-key advisory lock: "ss" in ASCII, our namespace.
 LOCK_CLASS = 0x7373
+#: ...and of the per-user lock a write enforcing the per-user cap takes: "su".
+USER_LOCK_CLASS = 0x7375
+#: ``moved_to`` of an ended marker (a session the per-user cap ended): no storage key is empty.
+ENDED = ""
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class Queries:
     # -- sessions --
     load: sql.Composed
     lock_row: sql.Composed
+    lock_user: sql.Composed
+    user_rows: sql.Composed
+    end: sql.Composed
+    delete_row: sql.Composed
     insert: sql.Composed
     update: sql.Composed
     tombstone: sql.Composed
@@ -70,10 +78,21 @@ _TEXT = {
     "get_version": "SELECT version FROM {schema}",
     "set_version": "INSERT INTO {schema} (id, version) VALUES (true, %(version)s)"
     " ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version",
-    "load": "SELECT data, meta FROM {table} WHERE key = %(key)s AND expires_at > %(now)s AND moved_to IS NULL",
+    # A session, or an ended marker (moved_to ''), whose meta {"r": ...} says why it ended.
+    "load": "SELECT data, meta, moved_to FROM {table}"
+    " WHERE key = %(key)s AND expires_at > %(now)s AND (moved_to IS NULL OR moved_to = '')",
     # Live rows only: the lock is taken on the newest row version, so a commit
     # racing a delete, a rotation or an expiry sees what happened first.
     "lock_row": "SELECT data, meta, moved_to FROM {table} WHERE key = %(key)s AND expires_at > %(now)s FOR UPDATE",
+    # The per-user cap: binds of one user take turns on this lock (row locks alone would not
+    # do: a row inserted by a concurrent bind is not in this statement's snapshot), then
+    # lock the user's live rows, of which the least recently used may be ended.
+    "lock_user": "SELECT pg_advisory_xact_lock(%(lock_class)s, hashtext(%(lock_name)s))",
+    "user_rows": "SELECT key, meta FROM {table}"
+    " WHERE user_name = %(user)s AND expires_at > %(now)s AND moved_to IS NULL FOR UPDATE",
+    "end": "UPDATE {table} SET data = jsonb_build_object(), meta = %(meta)s, user_name = NULL, moved_to = ''"
+    " WHERE key = ANY(%(keys)s)",
+    "delete_row": "DELETE FROM {table} WHERE key = %(key)s",
     # A live row (session or tombstone) keeps its key; an expired one is replaced.
     "insert": "INSERT INTO {table} AS s (key, data, meta, user_name, expires_at)"
     " VALUES (%(key)s, %(data)s, %(meta)s, %(user)s, %(expires_at)s)"

@@ -8,12 +8,21 @@ Every script shares one prelude. Arguments after the script's own ones are a
     nunset field ...
     nexpect field present("1"/"0") value ...
     member score                      user index entry ("" score = the key's expiry)
+    [limit evict reason prefix user keep]   the per-user cap (standalone; see :func:`cap_args`)
 
 Replies are flat arrays of strings and integers (no Lua booleans, whose RESP3
 form differs from RESP2): ``{"missing"}``, ``{"moved", key}``, ``{"taken"}``,
-``{"conflict", field, present, value, ...}`` or ``{"ok", expiry_ms, user}``.
-The user index is written by the same script when the caller passes its key
-(standalone); on a cluster it lives in another slot and gets its own call.
+``{"refused"}``, ``{"conflict", field, present, value, ...}`` or ``{"ok",
+expiry_ms, user, user_before, evicted_key ...}``. The user index is written by
+the same script when the caller passes its key (standalone); on a cluster it
+lives in another slot and gets its own call.
+
+The per-user cap on a standalone server is part of the write's script: it reads
+the user's index, then ``HMGET u s m`` of each member's hash (keys built from the
+prefix it is passed, not declared in KEYS: fine on one server, refused by a
+cluster, which is why a cluster gets :data:`CLAIM` and :data:`FINISH` instead),
+and ends the least recently used in place: an *ended marker* is a hash holding
+``m`` = "" (moved nowhere) and ``r`` = the reason, with the session's remaining TTL.
 :func:`call` and :func:`acall` run a script by its SHA1 (EVALSHA) and send the
 text (EVAL) only when the server's script cache lost it. :func:`call_and_wait`
 and :func:`acall_and_wait` also send ``WAIT`` on the same connection, for writes
@@ -28,7 +37,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from ..core.records import COMMITTED, MISSING, Commit, CommitResult, Outcome
+from ..core.records import MISSING, REFUSED, TAKEN, Commit, CommitResult, Outcome, committed
 
 _PRELUDE = """
 local function spec(argv, i)
@@ -41,14 +50,65 @@ local function spec(argv, i)
   n = tonumber(argv[i]); i = i + 1
   for j = 1, 3 * n do w.expect[j] = argv[i]; i = i + 1 end
   w.member = argv[i]; w.score = argv[i + 1]
+  local limit = tonumber(argv[i + 2])
+  if limit then
+    w.cap = {limit = limit, evict = argv[i + 3] == '1', reason = argv[i + 4], prefix = argv[i + 5],
+             user = argv[i + 6], keep = argv[i + 7]}
+  end
   return w
 end
 
 local function gone(key)
   if redis.call('EXISTS', key) == 0 then return {'missing'} end
   local to = redis.call('HGET', key, 'm')
+  if to == '' then return {'missing'} end
   if to then return {'moved', to} end
   return nil
+end
+
+-- Replace a session by an ended marker that lives as long as the session would have.
+local function finish(key, reason)
+  local ttl = redis.call('PTTL', key)
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'm', '', 'r', reason)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+
+-- The per-user cap: the evicted members, or nil to refuse. Sessions are the
+-- index's members whose hash is live, names the user and is no marker.
+local function cap(ikey, w)
+  local c = w.cap
+  if not c or not ikey then return {} end
+  redis.call('ZREMRANGEBYSCORE', ikey, '-inf', w.nowtext)
+  local live, stale, out = {}, {}, {}
+  for _, m in ipairs(redis.call('ZRANGE', ikey, 0, -1)) do
+    if m ~= w.member and m ~= c.keep then
+      local f = redis.call('HMGET', c.prefix .. m, 'u', 's', 'm')
+      if f[1] == c.user and not f[3] then
+        live[#live + 1] = {tonumber(f[2]) or 0, m}
+      else
+        stale[#stale + 1] = m
+      end
+    end
+  end
+  local over = #live + 1 - c.limit
+  if over > 0 then
+    if not c.evict then return nil end
+    table.sort(live, function(a, b) if a[1] ~= b[1] then return a[1] < b[1] end return a[2] < b[2] end)
+    for j = 1, over do
+      finish(c.prefix .. live[j][2], c.reason)
+      out[#out + 1] = live[j][2]
+      stale[#stale + 1] = live[j][2]
+    end
+  end
+  for j = 1, #stale, 200 do redis.call('ZREM', ikey, unpack(stale, j, math.min(j + 199, #stale))) end
+  return out
+end
+
+local function ok(expiry, after, before, evicted)
+  local out = {'ok', expiry, after, before}
+  for _, m in ipairs(evicted) do out[#out + 1] = m end
+  return out
 end
 
 local function conflict(key, w)
@@ -99,9 +159,11 @@ CREATE = (
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'taken'} end
 local w = spec(ARGV, 1)
+local evicted = cap(KEYS[2], w)
+if not evicted then return {'refused'} end
 local expiry = write(KEYS[1], w)
 index(KEYS[2], w, expiry)
-return {'ok', expiry, user(KEYS[1])}
+return ok(expiry, user(KEYS[1]), '', evicted)
 """
 )
 
@@ -114,9 +176,12 @@ if st then return st end
 local w = spec(ARGV, 1)
 local bad = conflict(KEYS[1], w)
 if bad then return bad end
+local evicted = cap(KEYS[2], w)
+if not evicted then return {'refused'} end
+local before = user(KEYS[1])
 local expiry = write(KEYS[1], w)
 index(KEYS[2], w, expiry)
-return {'ok', expiry, user(KEYS[1])}
+return ok(expiry, user(KEYS[1]), before, evicted)
 """
 )
 
@@ -128,30 +193,45 @@ ROTATE = (
 local st = gone(KEYS[1])
 if st then return st end
 local w = spec(ARGV, 3)
+local evicted = cap(KEYS[3], w)
+if not evicted then return {'refused'} end
+local before = user(KEYS[1])
 redis.call('RENAME', KEYS[1], KEYS[2])
 local expiry = write(KEYS[2], w)
 redis.call('HSET', KEYS[1], 'm', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 index(KEYS[3], w, expiry)
-return {'ok', expiry, user(KEYS[2])}
+return ok(expiry, user(KEYS[2]), before, evicted)
 """
 )
 
 #: KEYS: old. ARGV: new storage key, grace_ms. Cluster rotation, step one: take the fields
-#: and leave the tombstone in one atomic step. Reply: {"ok", field, value, ...}.
+#: and leave the tombstone in one atomic step. Reply: {"ok", pttl, field, value, ...}.
 TAKE = (
     _PRELUDE
     + """
 local st = gone(KEYS[1])
 if st then return st end
 local fields = redis.call('HGETALL', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'm', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+table.insert(fields, 1, ttl)
 table.insert(fields, 1, 'ok')
 return fields
 """
 )
+
+#: KEYS: old. ARGV: new storage key, pttl, field, value, ... Cluster rotation refused by the
+#: per-user cap: put back what TAKE took, if the tombstone still points at the new key.
+RESTORE = """
+if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+for j = 3, #ARGV, 200 do redis.call('HSET', KEYS[1], unpack(ARGV, j, math.min(j + 199, #ARGV))) end
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
 
 #: KEYS: user index. ARGV: the session's expiry_ms, spec (only now, member, score used).
 INDEX = (
@@ -159,6 +239,29 @@ INDEX = (
     + """
 index(KEYS[1], spec(ARGV, 2), tonumber(ARGV[1]))
 return {'ok', 0, ''}
+"""
+)
+
+#: KEYS: user index. ARGV as INDEX. The per-user cap on a cluster, step one: index the
+#: session and answer every member, in the one atomic step that orders the binds of a user
+#: (a later bind sees an earlier one's session). The caller reads the members' hashes.
+CLAIM = (
+    _PRELUDE
+    + """
+index(KEYS[1], spec(ARGV, 2), tonumber(ARGV[1]))
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+)
+
+#: KEYS: session. ARGV: user, reason. End the session with an ended marker if it is
+#: still a session of the user (a concurrent bind may have ended it first). 1 if ended.
+FINISH = (
+    _PRELUDE
+    + """
+local f = redis.call('HMGET', KEYS[1], 'u', 'm')
+if f[1] ~= ARGV[1] or f[2] then return 0 end
+finish(KEYS[1], ARGV[2])
+return 1
 """
 )
 
@@ -175,8 +278,8 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
 ALL = {
-    "create": CREATE, "commit": COMMIT, "rotate": ROTATE, "take": TAKE,
-    "index": INDEX, "delete": DELETE, "members": MEMBERS,
+    "create": CREATE, "commit": COMMIT, "rotate": ROTATE, "take": TAKE, "restore": RESTORE,
+    "index": INDEX, "claim": CLAIM, "finish": FINISH, "delete": DELETE, "members": MEMBERS,
 }  # fmt: skip
 _SHA = {name: hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest() for name, text in ALL.items()}
 
@@ -200,11 +303,24 @@ def pack(commit: Commit, now: float, expires_at: float | None, member: str = "")
     ]  # fmt: skip
 
 
+def cap_args(commit: Commit, prefix: str, keep: str = "") -> list[Any]:
+    """The spec's per-user cap part for ``commit`` (empty without one): session keys are
+    ``prefix`` + storage key; ``keep`` (a rotation's old key) does not count."""
+    cap = commit.user_cap
+    if cap is None or not commit.index_user:
+        return []
+    return [cap.limit, "1" if cap.evict else "0", cap.reason, prefix, commit.index_user, keep]
+
+
 def result(reply: list[Any]) -> CommitResult:
     """Read a create/commit/rotate/take reply as a :class:`CommitResult`."""
     status = reply[0]
     if status == "ok":
-        return COMMITTED
+        return committed(reply[4:])
+    if status == "taken":
+        return TAKEN
+    if status == "refused":
+        return REFUSED
     if status == "missing":
         return MISSING
     if status == "moved":

@@ -18,7 +18,7 @@ class ThreadedAsyncFace:
     def load(self, key: str) -> StoredSession | None:
         raise NotImplementedError
 
-    def create(self, key: str, commit: Commit) -> bool:
+    def create(self, key: str, commit: Commit) -> CommitResult:
         raise NotImplementedError
 
     def commit(self, key: str, commit: Commit) -> CommitResult:
@@ -49,7 +49,7 @@ class ThreadedAsyncFace:
         """Async :meth:`load`, in a worker thread."""
         return await asyncio.to_thread(self.load, key)
 
-    async def acreate(self, key: str, commit: Commit) -> bool:
+    async def acreate(self, key: str, commit: Commit) -> CommitResult:
         """Async :meth:`create`, in a worker thread."""
         return await asyncio.to_thread(self.create, key, commit)
 

@@ -51,6 +51,15 @@ it is: the session is dead to loads from its new expiry and purged by its old
 one at the latest. Nothing is ever filed under a second already swept: that
 bucket is never visited again, and its sessions would never be purged.
 Sweeps run opportunistically on writes, so an idle store simply keeps its memory.
+
+Per-user cap
+------------
+A write carrying a :class:`~serversession.core.records.UserCap` counts the user's
+other live sessions through the user index and ends the least recently used
+under the same lock as the write itself, so it is atomic for every thread of
+the process (a memory store is never shared between processes). An ended
+session's record becomes an *ended marker*: its expiry stays (the wheel already
+has it), its body becomes ``[reason]``.
 """
 
 from __future__ import annotations
@@ -65,14 +74,19 @@ from typing import Any
 
 from ..core.codec import SessionMeta
 from ..core.records import (
-    COMMITTED,
     MISSING,
+    REFUSED,
+    TAKEN,
     Commit,
     CommitResult,
     Outcome,
     StoredSession,
+    UserCap,
     apply_commit,
     checked_expiry,
+    committed,
+    ended_marker,
+    least_recently_used,
 )
 from ..exceptions import CorruptRecordError
 
@@ -138,7 +152,8 @@ def _expiry(record: bytes) -> float:
 
 
 def _unpack(record: bytes) -> Any:
-    """A record's body: a tuple (a session) or a str (a rotation marker: the new key)."""
+    """A record's body: a tuple (a session), a str (a rotation marker: the new key) or
+    a list (an ended marker: ``[reason]``)."""
     return marshal.loads(record[_HEAD.size :])  # noqa: S302 - only ever bytes this module wrote
 
 
@@ -274,6 +289,24 @@ class MemoryStore:
         if user:
             self._users.setdefault(user, set()).add(k)
 
+    def _make_room(self, user: str | None, cap: UserCap | None, now: float, *keep: bytes) -> list[str] | None:
+        """Enforce ``cap`` for one more session of ``user`` (``keep`` aside): end the least
+        recently used others and return their keys, or None to refuse (nothing changed)."""
+        if cap is None or not user:
+            return []
+        others = []
+        for k in self._users.get(user, ()):
+            record = None if k in keep else self._live(k, now)
+            body = None if record is None else _unpack(record)
+            if isinstance(body, tuple) and body[2] == user:
+                others.append((body[1], k.decode("utf-8", "surrogatepass")))
+        chosen = least_recently_used(others, cap)
+        for key in chosen or ():
+            k = _key(key)
+            self._records[k] = self._records[k][: _HEAD.size] + _dumps([cap.reason])  # same expiry, already filed
+            self._unindex(k, user)
+        return chosen
+
     def _sweep(self, now: float, limit: int) -> int:
         """Purge at most ``limit`` sessions that expired before ``now``.
 
@@ -319,42 +352,52 @@ class MemoryStore:
         if record is None:
             return None
         body = _unpack(record)
+        if isinstance(body, list):
+            return ended_marker(key, body[0])
         return None if isinstance(body, str) else self._session(key, body)
 
-    def create(self, key: str, commit: Commit) -> bool:
+    def create(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`Store.create`."""
         k, now = _key(key), self._clock()
         expires_at = checked_expiry(commit.expires_at or now)
         with self._lock:
             self._sweep(now, 100)
             if self._live(k, now) is not None:
-                return False
+                return TAKEN
+            evicted = self._make_room(commit.index_user, commit.user_cap, now, k)
+            if evicted is None:
+                return REFUSED
             self._remove(k)  # an expired record not yet purged
             self._records[k] = self._pack(expires_at, commit.meta, commit.set_data)
             self._file(k, expires_at)
             self._index(k, commit.index_user)
-            return True
+            return committed(evicted)
 
     def commit(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`Store.commit`."""
-        k = _key(key)
+        k, now = _key(key), self._clock()
         with self._lock:
-            record = self._live(k, self._clock())
+            record = self._live(k, now)
             if record is None:
                 return MISSING
             body = _unpack(record)
             if isinstance(body, str):
                 return CommitResult(Outcome.MOVED, moved_to=body)
+            if not isinstance(body, tuple):
+                return MISSING  # an ended marker
             meta, data = _editable(body)
             conflict = apply_commit(data, meta, commit)
             if conflict is not None:
                 return conflict
+            evicted = self._make_room(commit.index_user, commit.user_cap, now, k)
+            if evicted is None:
+                return REFUSED
             expires_at = _expiry(record) if commit.expires_at is None else checked_expiry(commit.expires_at)
             self._records[k] = self._pack(expires_at, meta, data)  # the wheel finds a later expiry itself
             if body[2] and body[2] != (meta.get("u") or None):
                 self._unindex(k, body[2])  # signed out, or bound to someone else, without a rotation
             self._index(k, commit.index_user)
-            return COMMITTED
+            return committed(evicted)
 
     def rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
         """See :meth:`Store.rotate`."""
@@ -367,23 +410,28 @@ class MemoryStore:
             body = _unpack(record)
             if isinstance(body, str):
                 return CommitResult(Outcome.MOVED, moved_to=body)
+            if not isinstance(body, tuple):
+                return MISSING  # an ended marker
             meta, data = _editable(body)
             apply_commit(data, meta, Commit(commit.set_data, commit.unset_data, commit.meta))
+            evicted = self._make_room(commit.index_user, commit.user_cap, now, old, new)
+            if evicted is None:
+                return REFUSED
             self._remove(old)
             self._records[new] = self._pack(expires_at, meta, data)
             self._file(new, expires_at)
             self._index(new, meta.get("u"))
             self._records[old] = _HEAD.pack(now + grace) + _dumps(new_key)
             self._file(old, now + grace)
-            return COMMITTED
+            return committed(evicted)
 
     def delete(self, key: str) -> bool:
         """See :meth:`Store.delete`."""
         k = _key(key)
         with self._lock:
             record = self._live(k, self._clock())
-            if record is None or isinstance(_unpack(record), str):
-                return False  # a rotation marker stays: in-flight writes must still follow it
+            if record is None or not isinstance(_unpack(record), tuple):
+                return False  # a rotation marker stays (in-flight writes must still follow it), an ended one too
             self._remove(k)
             return True
 
@@ -434,7 +482,7 @@ class MemoryStore:
         """See :meth:`AsyncStore.aload`."""
         return self.load(key)
 
-    async def acreate(self, key: str, commit: Commit) -> bool:
+    async def acreate(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`AsyncStore.acreate`."""
         return self.create(key, commit)
 

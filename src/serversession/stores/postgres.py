@@ -12,7 +12,16 @@ so processes starting together neither race nor apply a migration twice.
 Costs: a load, create, delete, list or purge is one statement; a commit or a
 rotation is one transaction (``SELECT ... FOR UPDATE``, the merge in Python with
 :func:`~serversession.core.records.apply_commit`, the writes), so it answers
-MISSING, MOVED and CONFLICT exactly as the SQLite and memory stores do. Each
+MISSING, MOVED and CONFLICT exactly as the SQLite and memory stores do.
+
+A write enforcing the per-user cap (``Commit.user_cap``; a create is then a
+transaction too) first takes a transaction-scoped advisory lock on the user
+(``pg_advisory_xact_lock`` on a hash of table and user: writes binding one user
+take turns, others never wait), then ``SELECT ... FOR UPDATE`` of the user's
+live rows, and ends the least recently used in the same transaction: an *ended
+marker* is a tombstone whose ``moved_to`` is empty, its meta ``{"r": reason}``,
+its expiry unchanged. Three statements more than without a cap, plus one UPDATE
+when it ends any. Each
 checkout first sends an empty query: a connection broken by a server restart is
 dropped and the next one tried at once (psycopg_pool's own ``check`` sleeps a
 second or more between tries, enough to fail requests after a restart). Nothing
@@ -58,17 +67,22 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..core.codec import check_data, decode_meta
 from ..core.records import (
-    COMMITTED,
     MISSING,
+    REFUSED,
+    TAKEN,
     Commit,
     CommitResult,
     Outcome,
     StoredSession,
+    UserCap,
     apply_commit,
     checked_expiry,
+    committed,
+    ended_marker,
+    least_recently_used,
 )
 from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
-from ._postgres_sql import LOCK_CLASS, compile_migrations, compile_queries
+from ._postgres_sql import ENDED, LOCK_CLASS, USER_LOCK_CLASS, compile_migrations, compile_queries
 from .url import refuse_unknown_options
 
 T = TypeVar("T")
@@ -337,15 +351,50 @@ class PostgresStore:
 
     def _load(self, key: str) -> _Plan[StoredSession | None]:
         rows = (yield (self._sql.load, {"key": key, "now": self._clock()})).rows
-        return _session(key, *rows[0]) if rows else None
+        if not rows:
+            return None
+        data, meta, moved_to = rows[0]
+        if moved_to == ENDED:
+            return ended_marker(key, str(meta.get("r", "")) if isinstance(meta, dict) else "")
+        return _session(key, data, meta)
 
-    def _create(self, key: str, commit: Commit) -> _Plan[bool]:
+    @staticmethod
+    def _capped(commit: Commit) -> bool:
+        """Whether this write enforces the per-user cap (and so must run in a transaction)."""
+        return commit.user_cap is not None and bool(commit.index_user)
+
+    def _lock_user(self, user: str) -> _Plan[None]:
+        """Take the user's advisory lock, held until the transaction ends."""
+        yield (self._sql.lock_user, {"lock_class": USER_LOCK_CLASS, "lock_name": f"{self.table}:{user}"})
+
+    def _make_room(self, user: str, cap: UserCap, now: float, *keep: str) -> _Plan[list[str] | None]:
+        """Under the user's lock: end the least recently used other sessions ``cap`` needs
+        gone (their keys), or None to refuse."""
+        rows = (yield (self._sql.user_rows, {"user": user, "now": now})).rows
+        others = [(decode_meta(_fields(key, {}, meta)[1]).last_seen_at, key) for key, meta in rows if key not in keep]
+        chosen = least_recently_used(others, cap)
+        if chosen:
+            yield (self._sql.end, {"keys": chosen, "meta": Jsonb({"r": cap.reason}, dumps=_dumps)})
+        return chosen
+
+    def _create(self, key: str, commit: Commit) -> _Plan[CommitResult]:
         now = self._clock()
+        user, cap = commit.index_user, commit.user_cap
+        if cap is not None and user:
+            yield from self._lock_user(user)
         self._creates += 1
         if self._creates % 64 == 0:
             yield (self._sql.purge, {"now": now, "limit": 50})
         reply = yield (self._sql.insert, self._row(key, commit.set_data, commit.meta, commit.expires_at or now, now))
-        return reply.rowcount == 1
+        if reply.rowcount != 1:
+            return TAKEN
+        evicted: list[str] | None = []
+        if cap is not None and user:
+            evicted = yield from self._make_room(user, cap, now, key)
+            if evicted is None:
+                yield (self._sql.delete_row, {"key": key})  # refused: as if never inserted
+                return REFUSED
+        return committed(evicted or ())
 
     @staticmethod
     def _row(key: str, data: Mapping[str, str], meta: Mapping[str, str], expires_at: float | None,
@@ -358,7 +407,7 @@ class PostgresStore:
     def _locked(self, key: str, now: float) -> _Plan[tuple[dict[str, str], dict[str, str]] | CommitResult]:
         """Lock the live row under ``key``: its (data, meta), or MISSING / MOVED."""
         rows = (yield (self._sql.lock_row, {"key": key, "now": now})).rows
-        if not rows:
+        if not rows or rows[0][2] == ENDED:
             return MISSING
         data, meta, moved_to = rows[0]
         if moved_to is not None:
@@ -367,6 +416,9 @@ class PostgresStore:
 
     def _commit(self, key: str, commit: Commit) -> _Plan[CommitResult]:
         now = self._clock()
+        user, cap = commit.index_user, commit.user_cap
+        if cap is not None and user:
+            yield from self._lock_user(user)  # before the row lock, as every capped write: no deadlock
         found = yield from self._locked(key, now)
         if isinstance(found, CommitResult):
             return found
@@ -374,21 +426,34 @@ class PostgresStore:
         conflict = apply_commit(data, meta, commit)
         if conflict is not None:
             return conflict
+        evicted: list[str] | None = []
+        if cap is not None and user:
+            evicted = yield from self._make_room(user, cap, now, key)
+            if evicted is None:
+                return REFUSED
         yield (self._sql.update, self._row(key, data, meta, commit.expires_at, now))
-        return COMMITTED
+        return committed(evicted or ())
 
     def _rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> _Plan[CommitResult]:
         now = self._clock()
+        user, cap = commit.index_user, commit.user_cap
+        if cap is not None and user:
+            yield from self._lock_user(user)
         found = yield from self._locked(old_key, now)
         if isinstance(found, CommitResult):
             return found
         data, meta = found
         apply_commit(data, meta, Commit(commit.set_data, commit.unset_data, commit.meta))
+        evicted: list[str] | None = []
+        if cap is not None and user:
+            evicted = yield from self._make_room(user, cap, now, old_key, new_key)
+            if evicted is None:
+                return REFUSED
         reply = yield (self._sql.insert, self._row(new_key, data, meta, commit.expires_at or now, now))
         if reply.rowcount != 1:  # raising rolls the transaction back: the old row stays as it was
             raise ValueError(f"rotation target {new_key!r} is taken")
         yield (self._sql.tombstone, {"key": old_key, "moved_to": new_key, "expires_at": now + grace})
-        return COMMITTED
+        return committed(evicted or ())
 
     def _delete(self, key: str) -> _Plan[bool]:
         return (yield (self._sql.delete, {"key": key, "now": self._clock()})).rowcount > 0
@@ -494,9 +559,10 @@ class PostgresStore:
         """See :meth:`Store.load`: one SELECT."""
         return self._run("load", self._load(key))
 
-    def create(self, key: str, commit: Commit) -> bool:
-        """See :meth:`Store.create`: one INSERT (an expired row under ``key`` is replaced)."""
-        return self._run("create", self._create(key, commit))
+    def create(self, key: str, commit: Commit) -> CommitResult:
+        """See :meth:`Store.create`: one INSERT (an expired row under ``key`` is replaced);
+        a transaction with the per-user cap."""
+        return self._run("create", self._create(key, commit), txn=self._capped(commit))
 
     def commit(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`Store.commit`: one transaction holding the row lock."""
@@ -544,9 +610,9 @@ class PostgresStore:
         """See :meth:`AsyncStore.aload`."""
         return await self._arun("load", self._load(key))
 
-    async def acreate(self, key: str, commit: Commit) -> bool:
+    async def acreate(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`AsyncStore.acreate`."""
-        return await self._arun("create", self._create(key, commit))
+        return await self._arun("create", self._create(key, commit), txn=self._capped(commit))
 
     async def acommit(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`AsyncStore.acommit`."""

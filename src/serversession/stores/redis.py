@@ -19,6 +19,25 @@ On standalone servers the user index is written by the same script; on a cluster
 it is in another slot, so indexing costs one more command. Rotation is atomic
 on standalone servers; see :meth:`RedisStore.rotate` for the cluster.
 
+The per-user cap (``Commit.user_cap``), and an ended session's marker (a hash
+``{m: "", r: reason}`` with the session's remaining TTL), see
+:mod:`._redis_scripts`. On a standalone server it is part of the write's one
+script: atomic, and no extra command. On a cluster the user's sessions live in
+other slots than their index, so no script can see them all; there the write
+comes first, then :data:`~._redis_scripts.CLAIM` indexes the session and answers
+the index's members in one atomic step, which orders the binds of a user: each
+sees every session bound before it. The store reads their hashes (``HMGET``,
+one per member, pipelined), ends the least recently used beyond the cap with
+:data:`~._redis_scripts.FINISH` (one per session ended; it skips one another
+bind ended first) and drops ended and stale entries from the index (one ZREM).
+The last of concurrent binds thus sees all of them and brings the user down to
+the cap: it holds once every bind in flight has finished (between a write and
+its claim, one round trip, the user may have one session more). A refusal is
+found after the write too, and undone: a created session is deleted, a
+rotation's old session put back (:data:`~._redis_scripts.RESTORE`), a binding
+commit's user set back (its data changes stay). A client that dies between the
+write and the claim leaves the user over the cap until their next sign-in.
+
 Both faces live on this class: the sync one uses :class:`redis.Redis` or
 :class:`redis.cluster.RedisCluster`; the async one uses ``redis.asyncio``
 clients, created on first use. Every operation is written once as a *plan*, a
@@ -50,8 +69,19 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..core.codec import decode_meta
-from ..core.records import COMMITTED, Commit, CommitResult, Outcome, StoredSession, apply_commit
+from ..core.codec import decode_meta, encode_meta_fields
+from ..core.records import (
+    REFUSED,
+    Commit,
+    CommitResult,
+    Outcome,
+    StoredSession,
+    UserCap,
+    apply_commit,
+    committed,
+    ended_marker,
+    least_recently_used,
+)
 from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
 from . import _redis_scripts as scripts
 from ._redis_batch import LoadBatcher
@@ -76,6 +106,14 @@ _UNAVAILABLE = (
 #: Anything else a driver raises (redis-py's cluster clients have raised AttributeError
 #: from a torn-down connection mid-failover) is still a store failure, never a 500.
 _CAUGHT = Exception
+
+
+def _seconds(text: str | None) -> float:
+    """A hash's ``s`` (last seen) field as seconds; 0 (least recent) if unreadable."""
+    try:
+        return float(text or 0)
+    except ValueError:
+        return 0.0
 
 
 def _glob_escape(text: str) -> str:
@@ -192,7 +230,10 @@ class RedisStore:
         return data, {f: v for f, v in fields.items() if not f.startswith("d:")}
 
     def _session(self, key: str, fields: Mapping[str, str]) -> StoredSession | None:
-        """Decode one HGETALL reply; None for a missing key or a tombstone."""
+        """Decode one HGETALL reply; None for a missing key or a tombstone, an ended
+        marker's :func:`~serversession.core.records.ended_marker` for one."""
+        if fields.get("m") == "":
+            return ended_marker(key, fields.get("r", ""))
         if not fields or "m" in fields:
             return None
         data, meta = self._split(fields)
@@ -205,28 +246,78 @@ class RedisStore:
             spec = scripts.pack(bare, self._clock(), None, key)
             yield ("script", ("index", [self._ikey(user)], [expiry_ms, *spec]))
 
+    def _claim(self, user: str, cap: UserCap, commit: Commit, key: str, expiry_ms: int,
+               keep: str = "") -> _Plan[list[str] | None]:  # fmt: skip
+        """The per-user cap on a cluster, after the write (see the module docs): the keys
+        ended, or None to refuse (``key`` is then out of the index; the caller undoes its write)."""
+        ikey = self._ikey(user)
+        bare = Commit(expires_at=commit.expires_at, absolute_at=commit.absolute_at)
+        spec = scripts.pack(bare, self._clock(), None, key)
+        members = yield ("script", ("claim", [ikey], [expiry_ms, *spec]))
+        others = [m for m in members if m not in (key, keep)]
+        live, stale = [], []
+        if others:
+            replies = yield ("pipeline", ([("hmget", (self._skey(m), "u", "s", "m")) for m in others],))
+            for member, (u, seen, moved) in zip(others, replies, strict=True):
+                if u == user and moved is None:
+                    live.append((_seconds(seen), member))
+                else:
+                    stale.append(member)
+        chosen = least_recently_used(live, cap)
+        if chosen is None:
+            yield ("zrem", (ikey, key, *stale))
+            return None
+        ended = []
+        for member in chosen:
+            if (yield ("script", ("finish", [self._skey(member)], [user, cap.reason]))):
+                ended.append(member)
+        if stale or chosen:
+            yield ("zrem", (ikey, *stale, *chosen))
+        return ended
+
     # -- plans: every operation once, for both faces ---------------------------------
     def _load(self, key: str) -> _Plan[StoredSession | None]:
         fields = yield ("hgetall", (self._skey(key),))
         return self._session(key, fields)
 
-    def _create(self, key: str, commit: Commit) -> _Plan[bool]:
+    def _spec(self, commit: Commit, now: float, expires_at: float | None, key: str, keep: str = "") -> list[Any]:
+        """A write's spec; with its per-user cap on a standalone server (a cluster claims after)."""
+        spec = scripts.pack(commit, now, expires_at, key)
+        return spec if self.cluster else spec + scripts.cap_args(commit, self._skey(""), keep)
+
+    def _create(self, key: str, commit: Commit) -> _Plan[CommitResult]:
         now = self._clock()
-        spec = scripts.pack(commit, now, commit.expires_at or now, key)
+        spec = self._spec(commit, now, commit.expires_at or now, key)
         reply = yield ("script", ("create", self._keys([self._skey(key)], commit.index_user), spec))
-        if reply[0] == "taken":
-            return False
-        if self.cluster:
-            yield from self._index(commit.index_user, commit, key, reply[1])
-        return True
+        result = scripts.result(reply)
+        user, cap = commit.index_user, commit.user_cap
+        if result.outcome is not Outcome.OK or not self.cluster or not user:
+            return result
+        if cap is None:
+            yield from self._index(user, commit, key, reply[1])
+            return result
+        evicted = yield from self._claim(user, cap, commit, key, reply[1])
+        if evicted is None:
+            yield ("script", ("delete", [self._skey(key)], []))
+            return REFUSED
+        return committed(evicted)
 
     def _commit(self, key: str, commit: Commit) -> _Plan[CommitResult]:
-        spec = scripts.pack(commit, self._clock(), commit.expires_at, key)
+        spec = self._spec(commit, self._clock(), commit.expires_at, key)
         reply = yield ("script", ("commit", self._keys([self._skey(key)], commit.index_user), spec))
         result = scripts.result(reply)
-        if result.outcome is Outcome.OK and self.cluster:
-            yield from self._index(commit.index_user, commit, key, reply[1])
-        return result
+        user, cap = commit.index_user, commit.user_cap
+        if result.outcome is not Outcome.OK or not self.cluster or not user:
+            return result
+        if cap is None:
+            yield from self._index(user, commit, key, reply[1])
+            return result
+        evicted = yield from self._claim(user, cap, commit, key, reply[1])
+        if evicted is None:  # refused: the session goes back to its user before (the data written stays)
+            back = Commit(meta=encode_meta_fields(user=reply[3] or None))
+            yield ("script", ("commit", [self._skey(key)], scripts.pack(back, self._clock(), None)))
+            return REFUSED
+        return committed(evicted)
 
     def _rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> _Plan[CommitResult]:
         now = self._clock()
@@ -235,19 +326,24 @@ class RedisStore:
             reply = yield ("script", ("take", [self._skey(old_key)], [new_key, scripts.ms(grace)]))
             if reply[0] != "ok":
                 return scripts.result(reply)
-            it = iter(reply[1:])
+            taken = reply[2:]
+            it = iter(taken)
             data, meta = self._split(dict(zip(it, it, strict=True)))
             apply_commit(data, meta, Commit(commit.set_data, commit.unset_data, commit.meta))
             user = commit.index_user or meta.get("u") or None
-            if not (yield from self._create(new_key, Commit(data, frozenset(), meta, expires_at, user,
-                                                              commit.absolute_at))):  # fmt: skip
+            moved = Commit(data, frozenset(), meta, expires_at, user, commit.absolute_at,
+                           user_cap=commit.user_cap if commit.index_user else None)  # fmt: skip
+            created = yield from self._create(new_key, moved)  # the old key, a tombstone now, never counts
+            if created.outcome is Outcome.REFUSED:  # put the session back where it was
+                yield ("script", ("restore", [self._skey(old_key)], [new_key, reply[1], *taken]))
+            elif created.outcome is not Outcome.OK:
                 raise ValueError(f"rotation target {new_key!r} is taken")
-            return COMMITTED
+            return created
         # The index user is the merged "u" (as in every store): known up front
         # unless the commit leaves "u" alone, else indexed after the script.
         known = bool(commit.index_user) or "u" in commit.meta
         user = commit.index_user or commit.meta.get("u")
-        spec = scripts.pack(commit, now, expires_at, new_key)
+        spec = self._spec(commit, now, expires_at, new_key, keep=old_key)
         keys = self._keys([self._skey(old_key), self._skey(new_key)], user)
         reply = yield ("script", ("rotate", keys, [scripts.ms(grace), new_key, *spec]))
         result = scripts.result(reply)
@@ -351,7 +447,7 @@ class RedisStore:
         """See :meth:`Store.load`: one HGETALL."""
         return self._run("load", self._load(key))
 
-    def create(self, key: str, commit: Commit) -> bool:
+    def create(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`Store.create`: one script call (plus the index call on a cluster)."""
         return self._run("create", self._create(key, commit))
 
@@ -399,7 +495,7 @@ class RedisStore:
         replies = self._call(client, ("pipeline", ([("hgetall", (k,)) for k in skeys],)))
         for skey, fields in zip(skeys, replies, strict=True):
             session = self._session(skey[cut:], fields)
-            if session is not None:
+            if session is not None and session.ended is None:
                 yield session
 
     def purge_expired(self, limit: int = 1000) -> int:
@@ -421,7 +517,7 @@ class RedisStore:
         """See :meth:`AsyncStore.aload`."""
         return await self._arun("load", self._load(key))
 
-    async def acreate(self, key: str, commit: Commit) -> bool:
+    async def acreate(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`AsyncStore.acreate`."""
         return await self._arun("create", self._create(key, commit))
 

@@ -9,6 +9,14 @@ acknowledged commit through an application crash (SIGKILL); only a power loss or
 an OS crash can drop the last transactions (a logout among them: see
 docs/reliability.md).
 
+The per-user cap (``Commit.user_cap``) is checked inside the same ``BEGIN
+IMMEDIATE`` transaction as the write: SQLite's write lock is one for the whole
+file, so no other process can add or end a session of the user between the
+count (one indexed SELECT of the user's rows) and the write. An ended session's
+row becomes an *ended marker*: ``moved_to`` is the empty string (a tombstone
+moved nowhere: older versions of this store read it as a dead tombstone), the
+reason in ``meta`` as ``{"r": reason}``, ``user`` NULL, its expiry unchanged.
+
 Expired rows are purged by ``serversession gc`` and, opportunistically, 50 at a
 time on every 64th create, through the index on ``expires_at``. The async face
 runs the driver in a worker thread (see :mod:`._threaded`); each thread keeps its
@@ -30,14 +38,19 @@ from typing import Any
 
 from ..core.codec import check_data, decode_meta
 from ..core.records import (
-    COMMITTED,
     MISSING,
+    REFUSED,
+    TAKEN,
     Commit,
     CommitResult,
     Outcome,
     StoredSession,
+    UserCap,
     apply_commit,
     checked_expiry,
+    committed,
+    ended_marker,
+    least_recently_used,
 )
 from ..exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
 from ._threaded import ThreadedAsyncFace
@@ -56,6 +69,9 @@ CREATE INDEX IF NOT EXISTS serversession_user ON serversession (user) WHERE user
 """
 _SELECT = "SELECT data, meta, moved_to FROM serversession WHERE key = ? AND expires_at > ?"
 _PURGE = "DELETE FROM serversession WHERE key IN (SELECT key FROM serversession WHERE expires_at <= ? LIMIT ?)"
+_USER_ROWS = "SELECT key, meta FROM serversession WHERE user = ? AND expires_at > ? AND moved_to IS NULL"
+#: ``moved_to`` of an ended marker: no storage key is empty.
+_ENDED = ""
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _decode = json.JSONDecoder().decode
 
@@ -182,21 +198,42 @@ class SQLiteStore(ThreadedAsyncFace):
     def _row(key: str, row: tuple[str, str, str | None]) -> StoredSession:
         return StoredSession(key, check_data(_loads(row[0])), decode_meta(_loads(row[1])))
 
+    @staticmethod
+    def _make_room(
+        conn: sqlite3.Connection, user: str | None, cap: UserCap | None, now: float, *keep: str
+    ) -> list[str] | None:
+        """Inside the write transaction: end the least recently used other sessions of
+        ``user`` that ``cap`` needs gone (their keys), or None to refuse."""
+        if cap is None or not user:
+            return []
+        rows = conn.execute(_USER_ROWS, (user, now)).fetchall()
+        others = [(decode_meta(_loads(meta)).last_seen_at, key) for key, meta in rows if key not in keep]
+        chosen = least_recently_used(others, cap)
+        if chosen:
+            marker = _dumps({"r": cap.reason})
+            conn.executemany(
+                "UPDATE serversession SET data = '{}', meta = ?, user = NULL, moved_to = ? WHERE key = ?",
+                [(marker, _ENDED, key) for key in chosen],
+            )
+        return chosen
+
     # -- Store -------------------------------------------------------------------
     def load(self, key: str) -> StoredSession | None:
         """See :meth:`Store.load`."""
 
         def q(conn: sqlite3.Connection) -> StoredSession | None:
             row = conn.execute(_SELECT, (key, self._clock())).fetchone()
+            if row is not None and row[2] == _ENDED:
+                return ended_marker(key, str(_loads(row[1]).get("r", "")))
             return None if row is None or row[2] is not None else self._row(key, row)
 
         result: StoredSession | None = self._run("load", q)
         return result
 
-    def create(self, key: str, commit: Commit) -> bool:
+    def create(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`Store.create`."""
 
-        def txn(conn: sqlite3.Connection, now: float) -> bool:
+        def txn(conn: sqlite3.Connection, now: float) -> CommitResult:
             conn.execute("DELETE FROM serversession WHERE key = ? AND expires_at <= ?", (key, now))
             cur = conn.execute(
                 "INSERT OR IGNORE INTO serversession (key, data, meta, user, expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -208,19 +245,26 @@ class SQLiteStore(ThreadedAsyncFace):
                     _expiry(commit.expires_at, now),
                 ),
             )
+            if cur.rowcount != 1:
+                return TAKEN
+            evicted = self._make_room(conn, commit.index_user, commit.user_cap, now, key)
+            if evicted is None:
+                conn.execute("DELETE FROM serversession WHERE key = ?", (key,))  # refused: as if never inserted
+                return REFUSED
             self._creates += 1
             if self._creates % 64 == 0:
                 conn.execute(_PURGE, (now, 50))
-            return cur.rowcount == 1
+            return committed(evicted)
 
-        return bool(self._write("create", txn))
+        result: CommitResult = self._write("create", txn)
+        return result
 
     def commit(self, key: str, commit: Commit) -> CommitResult:
         """See :meth:`Store.commit`."""
 
         def txn(conn: sqlite3.Connection, now: float) -> CommitResult:
             row = conn.execute(_SELECT, (key, now)).fetchone()
-            if row is None:
+            if row is None or row[2] == _ENDED:
                 return MISSING
             if row[2] is not None:
                 return CommitResult(Outcome.MOVED, moved_to=row[2])
@@ -228,12 +272,15 @@ class SQLiteStore(ThreadedAsyncFace):
             conflict = apply_commit(data, meta, commit)
             if conflict is not None:
                 return conflict
+            evicted = self._make_room(conn, commit.index_user, commit.user_cap, now, key)
+            if evicted is None:
+                return REFUSED
             conn.execute(
                 "UPDATE serversession SET data = ?, meta = ?, user = ?, expires_at = COALESCE(?, expires_at)"
                 " WHERE key = ?",
                 (_dumps(data), _dumps(meta), meta.get("u") or None, _expiry(commit.expires_at, None), key),
             )
-            return COMMITTED
+            return committed(evicted)
 
         result: CommitResult = self._write("commit", txn)
         return result
@@ -243,12 +290,15 @@ class SQLiteStore(ThreadedAsyncFace):
 
         def txn(conn: sqlite3.Connection, now: float) -> CommitResult:
             row = conn.execute(_SELECT, (old_key, now)).fetchone()
-            if row is None:
+            if row is None or row[2] == _ENDED:
                 return MISSING
             if row[2] is not None:
                 return CommitResult(Outcome.MOVED, moved_to=row[2])
             data, meta = check_data(_loads(row[0])), _loads(row[1])
             apply_commit(data, meta, Commit(commit.set_data, commit.unset_data, commit.meta))
+            evicted = self._make_room(conn, commit.index_user, commit.user_cap, now, old_key, new_key)
+            if evicted is None:
+                return REFUSED
             # An expired row still under the new key gives way, as in create (a live one
             # fails the insert: the caller drew a key that is taken).
             conn.execute("DELETE FROM serversession WHERE key = ? AND expires_at <= ?", (new_key, now))
@@ -261,7 +311,7 @@ class SQLiteStore(ThreadedAsyncFace):
                 " WHERE key = ?",
                 (new_key, now + grace, old_key),
             )
-            return COMMITTED
+            return committed(evicted)
 
         result: CommitResult = self._write("rotate", txn)
         return result
