@@ -105,18 +105,28 @@ _client: ContextVar[tuple[str, str | None, str | None, float | None]] = ContextV
 def get_manager() -> SessionManager:
     """The :class:`SessionManager` built from the current Django settings (one per distinct settings).
 
-    Raises :class:`~serversession.exceptions.ConfigurationError` for a bad
-    ``SERVERSESSION_STORE`` or ``SERVERSESSION_CONFIG``.
+    The per-user session cap has settings of its own: ``SERVERSESSION_MAX_SESSIONS_PER_USER``
+    (``SessionConfig.max_sessions_per_user``; unset or 0: no limit) and
+    ``SERVERSESSION_ON_LIMIT`` (``"evict"``, the default: ``login()`` beyond it ends
+    the user's least recently used session; ``"refuse"``: ``login()``'s save raises
+    :class:`~serversession.exceptions.SessionLimitError`); when set they win over
+    the same fields in ``SERVERSESSION_CONFIG``. Raises
+    :class:`~serversession.exceptions.ConfigurationError` for a bad
+    ``SERVERSESSION_STORE``, ``SERVERSESSION_CONFIG`` or cap setting.
     """
     global _last
     raw_store = getattr(settings, "SERVERSESSION_STORE", None)
     raw_options = getattr(settings, "SERVERSESSION_CONFIG", None)
     age = settings.SESSION_COOKIE_AGE
+    cap = (getattr(settings, "SERVERSESSION_MAX_SESSIONS_PER_USER", None),
+           getattr(settings, "SERVERSESSION_ON_LIMIT", None))  # fmt: skip
     last = _last  # fast path: the same settings objects as last time (every request but the first)
-    if last is not None and last[0] is raw_store and last[1] is raw_options and last[2] == age:
+    if last is not None and last[0] is raw_store and last[1] is raw_options and last[2] == (age, cap):
         return last[3]
     store = raw_store or DEFAULT_STORE_URL
-    options = dict(raw_options or {})
+    limits = {name: value for name, value in zip(("max_sessions_per_user", "on_limit"), cap, strict=True)
+              if value is not None}  # fmt: skip
+    options = {**dict(raw_options or {}), **limits}
     idle = float(age)
     cache_key = (store if isinstance(store, str) else id(store), idle, repr(sorted(options.items())))
     manager = _managers.get(cache_key)
@@ -133,7 +143,7 @@ def get_manager() -> SessionManager:
                 }
                 backend = open_store(store) if isinstance(store, str) else store
                 manager = _managers[cache_key] = SessionManager(backend, SessionConfig(**fields))
-    _last = (raw_store, raw_options, age, manager)
+    _last = (raw_store, raw_options, (age, cap), manager)
     return manager
 
 
