@@ -99,6 +99,8 @@ from .exceptions import (
     ConfigurationError,
     ReauthenticationRequired,
     SessionEndedError,
+    SessionError,
+    SessionLimitError,
     StoreError,
 )
 from .integrations.kit import facts_from_headers, refuse, response_headers
@@ -306,6 +308,13 @@ class ServerSessionInterface(SessionInterface):
             log.warning("session store failed on save: %s", exc)
             _become_error(response, STORE_UNAVAILABLE)
             return
+        except SessionError as exc:  # a sign-in the per-user cap refused (409), a lost race
+            refusal = refusal_for_error(exc)
+            if refusal is None:
+                raise
+            log.warning("session save refused: %s: %s", type(exc).__name__, exc)
+            _become_error(response, refusal)
+            return
         for name, value in response_headers(result, response.headers.keys(), session.raw):
             if name != "Vary":  # added above, Flask's way
                 response.headers.add(name, value)
@@ -379,6 +388,7 @@ def init_app(
     app.register_error_handler(ConcurrentUpdateError, _session_error)
     app.register_error_handler(SessionEndedError, _session_error)
     app.register_error_handler(ReauthenticationRequired, _session_error)
+    app.register_error_handler(SessionLimitError, _session_error)
     if enforce_csrf:
         app.context_processor(lambda: {"csrf_token": _template_csrf_token})
     return interface

@@ -56,3 +56,15 @@ def guessing_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Liv
     server = "uvicorn" if request.param == "asgi" else "waitress"
     with serve(f"behaviour_{request.param}:app", tmp_path, server=server, env=env) as url:
         yield LiveApp(request.param, url)
+
+
+@pytest.fixture(params=[(kind, policy) for kind in KINDS for policy in ("evict", "refuse")],
+                ids=lambda p: f"{p[0]}-{p[1]}")  # fmt: skip
+def capped_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[LiveApp, str]]:
+    """Each integration's behaviour app with at most one session per user, evicting or refusing."""
+    kind, policy = request.param
+    env = {"SS_STORE": f"sqlite:///{tmp_path / 's.sqlite3'}", "SS_IDLE": "60", "SS_DB": str(tmp_path / "d.sqlite3"),
+           "SS_CAP": "1", "SS_ON_LIMIT": policy}  # fmt: skip
+    server = "uvicorn" if kind == "asgi" else "waitress"
+    with serve(f"behaviour_{kind}:app", tmp_path, server=server, env=env) as url:
+        yield LiveApp(kind, url), policy

@@ -388,3 +388,20 @@ def test_django_update_session_auth_hash_keeps_working(live_app: LiveApp) -> Non
     assert len(laptop.get("/sessions").json()["sessions"]) == 2
     assert phone.get("/sessions").json() == {"sessions": []}  # Django: stale hash, flushed
     assert len(laptop.get("/sessions").json()["sessions"]) == 1
+
+
+def test_the_per_user_session_cap_evicts_or_refuses(capped_app: tuple[LiveApp, str]) -> None:
+    app, policy = capped_app
+    user = "u" + uuid.uuid4().hex[:12]
+    laptop, phone = app.browser(), app.browser()
+    assert laptop.post(f"/login/{user}").status_code == 200
+    laptop.post("/set/a", "laptop")
+    second = phone.post(f"/login/{user}")
+    if policy == "evict":
+        assert second.status_code == 200, second.text
+        assert laptop.value("a") is None  # the least recently used session ended
+        assert len(phone.get("/sessions").json()["sessions"]) == 1
+    else:
+        assert second.status_code == 409, second.text
+        assert second.headers["cache-control"] == "no-store" and "error" in second.json()
+        assert laptop.value("a") == "laptop"  # the sign-in was refused, the first session lives on

@@ -36,7 +36,7 @@ from ..core.config import normal_origin
 from ..core.events import EventKind, SessionEvent
 from ..core.guard import STORE_UNAVAILABLE, Refusal, refusal_for_error
 from ..core.transport import IncomingToken, client_ip
-from ..exceptions import StoreError
+from ..exceptions import SessionError, StoreError
 from ..integrations.kit import refuse
 from ..integrations.wsgi import facts_from_environ
 from .backend import SessionStore, get_manager, remember_client
@@ -115,6 +115,12 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
         except StoreError as exc:
             log.warning("session store failed: %s", exc)
             return _answer(STORE_UNAVAILABLE)
+        except SessionError as exc:  # a sign-in the per-user cap refused (409), a lost race
+            refusal = refusal_for_error(exc)
+            if refusal is None:
+                raise
+            log.warning("session save refused: %s: %s", type(exc).__name__, exc)
+            return _answer(refusal)
         except SessionInterrupted:
             if getattr(request.session, "moved_away", False):
                 return response  # saved into the rotated session; the cookie is the rotating response's

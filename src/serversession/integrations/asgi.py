@@ -30,6 +30,8 @@ from ..exceptions import (
     ConcurrentUpdateError,
     ReauthenticationRequired,
     SessionEndedError,
+    SessionError,
+    SessionLimitError,
     StoreError,
 )
 from ..manager import AsyncSessionManager
@@ -84,7 +86,7 @@ def exception_handlers() -> dict[type[Exception], Callable[[Any, Exception], Awa
         headers = {k: v for k, v in refusal.headers() if k not in ("Content-Type", "Content-Length")}
         return JSONResponse(refusal.content(), status_code=refusal.status, headers=headers)
 
-    errors = (StoreError, ConcurrentUpdateError, SessionEndedError, ReauthenticationRequired)
+    errors = (StoreError, ConcurrentUpdateError, SessionEndedError, ReauthenticationRequired, SessionLimitError)
     return dict.fromkeys(errors, answer)
 
 
@@ -184,6 +186,14 @@ class SessionMiddleware:
                     log.warning("session store failed on save: %s", exc)
                     failed = True
                     await _answer(send, STORE_UNAVAILABLE, kind)
+                    return
+                except SessionError as exc:  # a refused sign-in (cap), a lost race: answered here, since
+                    refusal = refusal_for_error(exc)  # a framework between us and the app would make it a 500
+                    if refusal is None:
+                        raise
+                    log.warning("session save refused: %s: %s", type(exc).__name__, exc)
+                    failed = True
+                    await _answer(send, refusal, kind)
                     return
                 if result.set_cookies or result.header_token is not None or session.accessed or result.ended:
                     _add_headers(message, response_headers(result, _names(message), session))

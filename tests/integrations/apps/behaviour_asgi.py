@@ -18,6 +18,8 @@ config = SessionConfig(
     idle_timeout=float(os.environ.get("SS_IDLE", "2")),
     json_only_paths=["/set"],
     guess_limit=int(os.environ.get("SS_GUESS_LIMIT", "100")),
+    max_sessions_per_user=int(os.environ.get("SS_CAP", "0")),
+    on_limit=os.environ.get("SS_ON_LIMIT", "evict"),  # type: ignore[arg-type]
 )
 REAUTH = float(os.environ.get("SS_REAUTH") or 1)
 

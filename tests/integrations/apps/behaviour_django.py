@@ -34,7 +34,12 @@ settings.configure(
     USE_TZ=True,
     SESSION_ENGINE="serversession.django",
     SERVERSESSION_STORE=os.environ["SS_STORE"],
-    SERVERSESSION_CONFIG={"json_only_paths": ["/set"], "guess_limit": int(os.environ.get("SS_GUESS_LIMIT", "100"))},
+    SERVERSESSION_CONFIG={
+        "json_only_paths": ["/set"],
+        "guess_limit": int(os.environ.get("SS_GUESS_LIMIT", "100")),
+        "max_sessions_per_user": int(os.environ.get("SS_CAP", "0")),
+        "on_limit": os.environ.get("SS_ON_LIMIT", "evict"),
+    },
     SESSION_COOKIE_AGE=int(float(os.environ.get("SS_IDLE", "2"))),
     SESSION_EXPIRE_AT_BROWSER_CLOSE=True,
 )
