@@ -1,12 +1,14 @@
 """The demo's authentication-grade controls, over HTTP against real demo processes:
 ``authenticated_at``, ``POST /api/reauth``, ``PUT /api/password`` (recent authentication,
-other sessions ended, the new password held by every process on the store)."""
+other sessions ended, the new password held by every process on the store) and
+``--max-sessions`` (the least recently used session signed out, and told why)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from demo_client import ApiClient, DemoServer, error_of
@@ -86,3 +88,22 @@ def test_a_password_change_needs_a_recent_sign_in_and_ends_the_other_sessions(
             client.start()
             error_of(client.login("bob", "builder"), 401)
             assert client.login("bob", "a-new-secret").status_code == 200
+
+
+def test_max_sessions_signs_out_the_least_recently_used_device(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'cap.sqlite3'}"
+    with DemoServer(store, flags=("--max-sessions", "2")) as demo:
+        with ApiClient(demo) as first, ApiClient(demo) as second, ApiClient(demo) as third, ApiClient(demo) as fourth:
+            for client in (first, second, third):
+                client.signed_in("alice")
+                time.sleep(0.05)
+            # The third sign-in ended the least recently used session: the API says why...
+            assert "another device" in error_of(first.get("/api/me"), 401)
+            for kept in (second, third):
+                assert kept.get("/api/me").json() == {"user": "alice"}
+            assert len(third.get("/api/sessions").json()["sessions"]) == 2
+            fourth.signed_in("alice")
+            # ...and so does the sessions page of the device signed out next.
+            page = second.get("/sessions")
+            assert page.status_code == 200 and "signed in on another device" in page.text
+            assert third.get("/api/me").json() == {"user": "alice"}

@@ -103,12 +103,11 @@ def create_app(
         json_only_paths=["/api"],
         clear_site_data=["cache", "cookies", "storage"],
         guess_limit=_guess_limit(guess_limit),
+        max_sessions_per_user=max_sessions,  # beyond it a sign-in ends the least recently used (0: no limit)
     )
     manager = AsyncSessionManager(store, config)
     if max_sessions < 0 or not reauth_window > 0:
         raise ConfigurationError("max_sessions must be >= 0 (0: no limit) and reauth_window positive seconds")
-    if max_sessions and "max_sessions_per_user" not in SessionConfig.__dataclass_fields__:
-        raise ConfigurationError("--max-sessions needs the per-user session cap, which this build does not have yet")
     demo = Demo(store=store, manager=manager, accounts=Accounts(), audit=AuditLog(),
                 passwords=SharedPasswords(store, manager.clock), reauth_window=reauth_window)  # fmt: skip
     manager.add_listener(demo.audit.on_event)  # the sessions page's "recent activity"

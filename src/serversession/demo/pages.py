@@ -38,8 +38,20 @@ MESSAGES = {
         "en": "Your session has ended (timed out or signed out elsewhere). Please sign in again.",
         "ru": "Ваш сеанс завершён (истёк или закрыт на другом устройстве). Пожалуйста, войдите снова.",
     },
+    "evicted": {
+        "en": "You were signed out because you signed in on another device. Please sign in again.",
+        "ru": "Вы вышли из системы, потому что вошли на другом устройстве. Пожалуйста, войдите снова.",
+    },
     "bad_login": {"en": "Wrong username or password.", "ru": "Неверный логин или пароль."},
 }
+
+
+def ended_note(session: Session, language: str) -> str | None:
+    """What to tell a person whose session ended: why, when the server knows (the per-user
+    cap signed them out), else that it timed out or was ended elsewhere."""
+    if not session.expired:
+        return None
+    return message("evicted" if session.ended_because else "expired", language)
 
 
 def message(key: str, language: str) -> str:
@@ -68,7 +80,7 @@ def render(
             "csrf_token": session.csrf_token,
             "cart_count": sum(shop.cart_of(session).values()),
             "idle_remaining": idle_remaining(session),
-            "flash": message("expired", settings["language"]) if session.expired else None,
+            "flash": ended_note(session, settings["language"]),
         }
     page.update(context)
     html = templates.get_template(name).render(page)

@@ -163,7 +163,8 @@ def settings_of(session: Session) -> dict[str, str]:
 def require_user(session: Session) -> str:
     """Return the signed-in user; 401 when the session has none."""
     if session.user is None:
-        raise DemoError(401, "not signed in")
+        # Say why when the server knows (the per-user cap ended it): "signed out because ...".
+        raise DemoError(401, f"not signed in: {session.ended_because}" if session.ended_because else "not signed in")
     return session.user
 
 
