@@ -74,18 +74,17 @@ def serve(
     if note:
         print(note, file=sys.stderr, flush=True)
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
-    secure = not insecure_cookie
+    settings: dict[str, Any] = {
+        "idle_timeout": idle_timeout,
+        "absolute_timeout": absolute_timeout,
+        "secret_key": secret_key,
+        "cookie_secure": not insecure_cookie,
+        "max_sessions": max_sessions,
+        "reauth_window": reauth_window,
+    }
 
     if workers == 1:
-        app = create_app(
-            store_url,
-            idle_timeout=idle_timeout,
-            absolute_timeout=absolute_timeout,
-            secret_key=secret_key,
-            cookie_secure=secure,
-            max_sessions=max_sessions,
-            reauth_window=reauth_window,
-        )
+        app = create_app(store_url, **settings)
         server = _AnnouncingServer(uvicorn.Config(app, lifespan="on", **options), banner)
         with _interrupt_on_sigterm(), contextlib.suppress(KeyboardInterrupt):
             server.run()
@@ -107,15 +106,7 @@ def serve(
         os.environ[ENV_SECRET_KEY] = secret_key
     else:
         os.environ.pop(ENV_SECRET_KEY, None)
-    create_app(  # fail here, once, on a bad URL or setting rather than in every worker
-        store_url,
-        idle_timeout=idle_timeout,
-        absolute_timeout=absolute_timeout,
-        secret_key=secret_key,
-        cookie_secure=secure,
-        max_sessions=max_sessions,
-        reauth_window=reauth_window,
-    )
+    create_app(store_url, **settings)  # fail here, once, on a bad URL or setting rather than in every worker
     print(banner, flush=True)
     # uvicorn's supervisor handles SIGINT/SIGTERM itself and stops its workers.
     uvicorn.run(APP_FACTORY, factory=True, workers=workers, **options)
