@@ -4,6 +4,7 @@ session for a visitor who only looks (the browser test walks the same pages for 
 
 from __future__ import annotations
 
+import httpx
 from demo_client import DemoServer, browser_client, error_of, form_token, stored_rows
 
 SKU = "tea-sencha"
@@ -79,3 +80,11 @@ def test_pictures_are_inline_svg_not_emoji(sqlite_demo: DemoServer) -> None:
             page = browser.get(path).text
             assert not emoji.search(page), path
         assert browser.get("/").text.count('<svg class="icon product-icon"') == 8
+
+
+def test_the_favicon_is_served(sqlite_demo: DemoServer) -> None:
+    with httpx.Client(base_url=sqlite_demo.url, timeout=10, follow_redirects=True) as client:
+        response = client.get("/favicon.ico")
+        assert response.status_code == 200 and response.headers["content-type"].startswith("image/svg+xml")
+        assert "set-cookie" not in response.headers
+        assert 'rel="icon"' in client.get("/").text

@@ -268,8 +268,14 @@ async def revoke_others_post(request: Request) -> Response:
     return see_other("/sessions")
 
 
+async def favicon(request: Request) -> Response:
+    """Browsers ask for /favicon.ico whatever the page says: send them the SVG icon."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)
+
+
 routes = [
     Route("/", shop_page, methods=["GET"]),
+    Route("/favicon.ico", favicon, methods=["GET"]),
     Route("/cart", cart_page, methods=["GET"]),
     Route("/login", login_page, methods=["GET"]),
     Route("/login", login_post, methods=["POST"]),
