@@ -4,6 +4,8 @@ session for a visitor who only looks (the browser test walks the same pages for 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from demo_client import DemoServer, browser_client, error_of, form_token, stored_rows
 
@@ -88,3 +90,26 @@ def test_the_favicon_is_served(sqlite_demo: DemoServer) -> None:
         assert response.status_code == 200 and response.headers["content-type"].startswith("image/svg+xml")
         assert "set-cookie" not in response.headers
         assert 'rel="icon"' in client.get("/").text
+
+
+def test_the_settings_page_changes_the_password_and_signs_out_other_devices(tmp_path: Path) -> None:
+    from demo_client import ApiClient
+
+    with DemoServer(f"sqlite:///{tmp_path / 's.sqlite3'}") as demo:  # its own: bob's password changes
+        with browser_client(demo) as browser, ApiClient(demo) as phone:
+            phone.signed_in("bob")
+            token = form_token(browser.get("/login").text)
+            browser.post("/login", data={"csrf_token": token, "username": "bob", "password": "builder"})
+            page = browser.get("/settings").text
+            assert 'id="password-form"' in page and 'name="current_password"' not in page  # signed in just now
+            short = browser.post("/settings/password", data={"csrf_token": form_token(page), "new_password": "short"})
+            assert short.status_code == 400 and 'id="security-problem"' in short.text
+            changed = browser.post(
+                "/settings/password", data={"csrf_token": form_token(short.text), "new_password": "page-secret-1"}
+            )
+            assert changed.status_code == 200 and "Password changed. Other sessions signed out: 1" in changed.text
+            assert phone.get("/api/me").status_code == 401
+            assert browser.get("/api/me").json() == {"user": "bob"}
+        with ApiClient(demo) as check:
+            check.start()
+            assert check.login("bob", "page-secret-1").status_code == 200

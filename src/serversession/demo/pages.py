@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..core.session import Session
+from ..exceptions import ReauthenticationRequired
 from ..integrations.asgi import get_session
 from . import catalog, shop
 from .api import demo_of
@@ -43,6 +44,10 @@ MESSAGES = {
         "ru": "Вы вышли из системы, потому что вошли на другом устройстве. Пожалуйста, войдите снова.",
     },
     "bad_login": {"en": "Wrong username or password.", "ru": "Неверный логин или пароль."},
+    "password_changed": {
+        "en": "Password changed. Other sessions signed out:",
+        "ru": "Пароль изменён. Завершено других сеансов:",
+    },
 }
 
 
@@ -168,9 +173,33 @@ async def login_page(request: Request) -> Response:
     return render(request, "login.html", active="login", next=next_path)
 
 
-async def settings_page(request: Request) -> Response:
-    """Theme and language."""
-    return render(request, "settings.html", active="settings")
+async def settings_page(request: Request, status: int = 200, **context: Any) -> Response:
+    """Theme and language; for a signed-in user, the password change (Security)."""
+    session, demo = get_session(request), demo_of(request)
+    at = session.authenticated_at
+    recent = at is not None and demo.manager.clock() - at.timestamp() < demo.reauth_window
+    return render(request, "settings.html", status, active="settings", reauth_needed=not recent, **context)
+
+
+async def password_post(request: Request) -> Response:
+    """Change the password from the Security form; the current one is asked when the sign-in is old."""
+    form = await read_form(request)
+    session = get_session(request)
+    if session.user is None:
+        return signin_required(request, "/settings")
+    demo = demo_of(request)
+    try:
+        if form.get("current_password"):
+            await shop.reauthenticate(demo, session, form["current_password"])
+        revoked = await shop.change_password(demo, session, form.get("new_password", ""))
+    except DemoError as exc:
+        return await settings_page(request, exc.status, problem=exc.message)
+    except ReauthenticationRequired:
+        problem = "enter your current password: your last sign-in was a while ago"
+        return await settings_page(request, 401, problem=problem)
+    language = shop.settings_of(session)["language"]
+    notice = f"{message('password_changed', language)} {revoked}"
+    return await settings_page(request, notice=notice)
 
 
 async def sessions_page(request: Request) -> Response:
@@ -276,6 +305,7 @@ async def favicon(request: Request) -> Response:
 routes = [
     Route("/", shop_page, methods=["GET"]),
     Route("/favicon.ico", favicon, methods=["GET"]),
+    Route("/settings/password", password_post, methods=["POST"]),
     Route("/cart", cart_page, methods=["GET"]),
     Route("/login", login_page, methods=["GET"]),
     Route("/login", login_post, methods=["POST"]),
