@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -289,6 +289,27 @@ class RedisStore:
         now = self._clock()
         spec = self._spec(commit, now, commit.expires_at or now, key)
         reply = yield ("script", ("create", self._keys([self._skey(key)], commit.index_user), spec))
+
+        def undo() -> _Call:  # refused: the new session goes
+            return ("script", ("delete", [self._skey(key)], []))
+
+        return (yield from self._index_after_write(key, commit, reply, undo))
+
+    def _commit(self, key: str, commit: Commit) -> _Plan[CommitResult]:
+        spec = self._spec(commit, self._clock(), commit.expires_at, key)
+        reply = yield ("script", ("commit", self._keys([self._skey(key)], commit.index_user), spec))
+
+        def undo() -> _Call:  # refused: the session goes back to its user before (the data written stays)
+            back = Commit(meta=encode_meta_fields(user=reply[3] or None))
+            return ("script", ("commit", [self._skey(key)], scripts.pack(back, self._clock(), None)))
+
+        return (yield from self._index_after_write(key, commit, reply, undo))
+
+    def _index_after_write(
+        self, key: str, commit: Commit, reply: Any, undo: Callable[[], _Call]
+    ) -> _Plan[CommitResult]:
+        """On a cluster the user index lives in its own slot: after a create or commit that
+        binds a user, index it (the cap claimed there; ``undo()``'s step sent if it refuses)."""
         result = scripts.result(reply)
         user, cap = commit.index_user, commit.user_cap
         if result.outcome is not Outcome.OK or not self.cluster or not user:
@@ -298,24 +319,7 @@ class RedisStore:
             return result
         evicted = yield from self._claim(user, cap, commit, key, reply[1])
         if evicted is None:
-            yield ("script", ("delete", [self._skey(key)], []))
-            return REFUSED
-        return committed(evicted)
-
-    def _commit(self, key: str, commit: Commit) -> _Plan[CommitResult]:
-        spec = self._spec(commit, self._clock(), commit.expires_at, key)
-        reply = yield ("script", ("commit", self._keys([self._skey(key)], commit.index_user), spec))
-        result = scripts.result(reply)
-        user, cap = commit.index_user, commit.user_cap
-        if result.outcome is not Outcome.OK or not self.cluster or not user:
-            return result
-        if cap is None:
-            yield from self._index(user, commit, key, reply[1])
-            return result
-        evicted = yield from self._claim(user, cap, commit, key, reply[1])
-        if evicted is None:  # refused: the session goes back to its user before (the data written stays)
-            back = Commit(meta=encode_meta_fields(user=reply[3] or None))
-            yield ("script", ("commit", [self._skey(key)], scripts.pack(back, self._clock(), None)))
+            yield undo()
             return REFUSED
         return committed(evicted)
 
