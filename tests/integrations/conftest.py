@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_apps import KINDS, LiveApp, close_browsers, serve
+from live_apps import KINDS, SERVERS, LiveApp, close_browsers, serve
 
 from servers import RedisServer
 
@@ -22,7 +22,7 @@ IDLE = "2"
 
 def start(kind: str, store: str, workdir: Path) -> contextlib.AbstractContextManager[str]:
     env = {"SS_STORE": store, "SS_IDLE": IDLE, "SS_DB": str(workdir / "django.sqlite3")}
-    server = "uvicorn" if kind == "asgi" else "waitress"
+    server = SERVERS[kind]
     return serve(f"behaviour_{kind}:app", workdir, server=server, env=env)
 
 
@@ -53,7 +53,7 @@ def guessing_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Liv
     """Each integration's behaviour app with a guessing limit of 5 unknown IDs a minute."""
     env = {"SS_STORE": f"sqlite:///{tmp_path / 's.sqlite3'}", "SS_IDLE": "60", "SS_DB": str(tmp_path / "d.sqlite3"),
            "SS_GUESS_LIMIT": "5"}  # fmt: skip
-    server = "uvicorn" if request.param == "asgi" else "waitress"
+    server = SERVERS[request.param]
     with serve(f"behaviour_{request.param}:app", tmp_path, server=server, env=env) as url:
         yield LiveApp(request.param, url)
 
@@ -65,6 +65,6 @@ def capped_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
     kind, policy = request.param
     env = {"SS_STORE": f"sqlite:///{tmp_path / 's.sqlite3'}", "SS_IDLE": "60", "SS_DB": str(tmp_path / "d.sqlite3"),
            "SS_CAP": "1", "SS_ON_LIMIT": policy}  # fmt: skip
-    server = "uvicorn" if kind == "asgi" else "waitress"
+    server = SERVERS[kind]
     with serve(f"behaviour_{kind}:app", tmp_path, server=server, env=env) as url:
         yield LiveApp(kind, url), policy

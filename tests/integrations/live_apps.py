@@ -23,7 +23,12 @@ import httpx
 
 APPS = Path(__file__).parent / "apps"
 DJANGO_PROJECT = APPS / "djproject"
-KINDS = ("asgi", "wsgi", "flask", "django")
+#: Every integration the behaviour suite knows, with the server that runs its app.
+SERVERS = {"asgi": "uvicorn", "wsgi": "waitress", "flask": "waitress", "django": "waitress",
+           "litestar": "uvicorn", "quart": "uvicorn", "aiohttp": "aiohttp"}  # fmt: skip
+#: The kinds under test: those whose ``apps/behaviour_<kind>.py`` exists, so an
+#: integration joins the suite by adding its app.
+KINDS = tuple(kind for kind in SERVERS if (APPS / f"behaviour_{kind}.py").exists())
 START_TIMEOUT = 30.0
 _NO_VALUE = object()
 _OPEN: list[Browser] = []

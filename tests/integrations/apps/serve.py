@@ -1,6 +1,7 @@
 """Serve one test app under a real server: ``python serve.py SERVER MODULE:ATTR PORT_FILE``.
 
-SERVER is ``uvicorn`` (ASGI) or ``waitress`` (WSGI). The socket is bound here to
+SERVER is ``uvicorn`` (ASGI), ``waitress`` (WSGI) or ``aiohttp`` (an
+``aiohttp.web.Application``, or a function returning one). The socket is bound here to
 an ephemeral port, which is written to PORT_FILE once the app is built, so the
 test never races for a port. Apps read their store URL and timeouts from the
 environment (``SS_STORE``, ``SS_IDLE``, ``SS_DB``).
@@ -29,6 +30,11 @@ def main() -> None:
         import uvicorn
 
         uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off")).run(sockets=[sock])
+    elif server == "aiohttp":
+        from aiohttp import web
+
+        web.run_app(app() if callable(app) and not isinstance(app, web.Application) else app,
+                    sock=sock, print=None, handle_signals=True, access_log=None)  # fmt: skip
     else:
         import waitress
 
