@@ -64,9 +64,20 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--store", default=store_default, help=f"store URL (default {store_default})")
         return p
 
-    demo = with_store(sub.add_parser("demo", help="run the demo shop"))
-    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    demo.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    demo = with_store(
+        sub.add_parser(
+            "demo",
+            help="run the demo shop",
+            description="Serve the demo shop (a web shop with sign-in, a cart, settings and a sessions page) "
+            "until Ctrl-C or SIGTERM. Durations are in seconds. The store URL is sqlite:///PATH, memory://, "
+            "redis://HOST:PORT/DB, redis+cluster://HOST:PORT or postgresql://...",
+            epilog="Defaults may also come from SERVERSESSION_STORE, SERVERSESSION_IDLE_TIMEOUT, "
+            "SERVERSESSION_ABSOLUTE_TIMEOUT, SERVERSESSION_MAX_SESSIONS, SERVERSESSION_REAUTH_WINDOW and "
+            "SERVERSESSION_SECRET_KEY (signs the session IDs; default: unsigned).",
+        )
+    )
+    demo.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, metavar="PORT", help="TCP port to listen on (default 8000)")
     idle = _env_float("SERVERSESSION_IDLE_TIMEOUT", 1800.0)
     absolute = _env_float("SERVERSESSION_ABSOLUTE_TIMEOUT", 43200.0)
     demo.add_argument(
@@ -74,16 +85,18 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=idle,
         metavar="S",
-        help=f"a session unused for S seconds ends (default {idle:g})",
+        help=f"a session unused for S seconds ends (default {idle:g} s)",
     )
     demo.add_argument(
         "--absolute-timeout",
         type=float,
         default=absolute,
         metavar="S",
-        help=f"a session ends S seconds after it was created (default {absolute:g})",
+        help=f"a session ends S seconds after it was created, however busy (default {absolute:g} s)",
     )
-    demo.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the store (default 1)")
+    demo.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker processes serving the same store (default 1)"
+    )
     max_sessions = int(_env_float("SERVERSESSION_MAX_SESSIONS", 0))
     reauth = _env_float("SERVERSESSION_REAUTH_WINDOW", 300.0)
     demo.add_argument(
@@ -99,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=reauth,
         metavar="S",
-        help=f"a password change needs a sign-in or re-authentication within S seconds (default {reauth:g})",
+        help=f"a password change needs a sign-in or re-authentication within the last S seconds (default {reauth:g} s)",
     )
     demo.add_argument(
         "--insecure-cookie",
