@@ -22,28 +22,24 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..core.config import SessionConfig
-from ..core.csrf import SAFE_METHODS
-from ..core.guard import STORE_UNAVAILABLE, Refusal, refusal_for_error
+from ..core.guard import Refusal, refusal_for_error
 from ..core.session import Session
-from ..core.transport import client_ip
 from ..exceptions import (
     ConcurrentUpdateError,
     ReauthenticationRequired,
     SessionEndedError,
-    SessionError,
     SessionLimitError,
     StoreError,
 )
 from ..manager import AsyncSessionManager
 from ..stores.url import open_store
 from .kit import (
-    FACT_HEADERS,
     MAX_FORM_BODY,
-    arefuse,
+    SESSION_HEADERS,
+    abegin,
+    afinish,
+    answer_for,
     body_too_large,
-    facts_from_headers,
-    log_refusal,
-    response_headers,
     token_from_form,
 )
 
@@ -120,56 +116,29 @@ class SessionMiddleware:
             return
         headers = _headers(scope)
         manager = self.manager
-        guard = manager.guard
         client = scope.get("client")
-        ip = client_ip(self.config, client[0] if client else None, headers.get("x-forwarded-for"))
-        token = manager.read_token(headers.get("cookie"), headers.get("authorization"))
-        now = manager.clock()
         # A WebSocket handshake is screened like an unsafe request: cross-site WebSocket
         # hijacking rides on the cookie just as a forged form does.
         method = scope["method"] if kind == "http" else "WEBSOCKET"
-        # Safe methods pass screen() and the CSRF check: no facts to gather for them.
-        facts = None
-        if method not in SAFE_METHODS:
-            facts = facts_from_headers(method, scope["path"], scope.get("scheme", "http"), headers)
-        refusal = guard.throttle(token, ip, now)
-        if refusal is None and facts is not None:
-            refusal = guard.screen(facts, via_header=token.via_header, now=now)
-        if refusal is not None:
-            await arefuse(refusal, facts, manager)
-            await _answer(send, refusal, kind)
+
+        async def form_token() -> str | Refusal | None:
+            nonlocal receive
+            body = await _read_body(receive)
+            if body is None:
+                return body_too_large(MAX_FORM_BODY)
+            receive = _replay(body, receive)  # the app reads the body we consumed
+            return token_from_form(body)
+
+        opened = await abegin(manager, method, scope["path"], scope.get("scheme", "http"), headers,
+                              client[0] if client else None, form_token=form_token)  # fmt: skip
+        if isinstance(opened, Refusal):
+            await _answer(send, opened, kind)
             return
-        try:
-            session = await manager.aload(token, user_agent=headers.get("user-agent", ""), ip=ip)
-        except StoreError as exc:
-            log.warning("session store failed on load: %s", exc)
-            await _answer(send, STORE_UNAVAILABLE, kind)
-            return
-        if session.key is None and token.value is not None:  # a presented ID that did not load
-            event = guard.observe(token, session, ip, now)
-            if event is not None:
-                await manager.aemit(event)
+        session = opened.session
         scope["session"] = session
         if kind == "websocket":
             await self.app(scope, receive, send)
             return
-
-        if facts is not None and guard.csrf_needed(facts):
-            presented = facts.csrf_header
-            if presented is None and guard.form_may_carry_token(facts, multipart=False):
-                body = await _read_body(receive)
-                if body is None:
-                    refusal = body_too_large(MAX_FORM_BODY)
-                    log_refusal(refusal, facts)
-                    await _answer(send, refusal, kind)
-                    return
-                presented = token_from_form(body)
-                receive = _replay(body, receive)
-            refusal = guard.check_csrf(session, presented, now, facts)
-            if refusal is not None:
-                await arefuse(refusal, facts, manager)
-                await _answer(send, refusal, kind)
-                return
 
         # One wrapper (not two nested ones: each costs a coroutine per message)
         # saves the session as the response starts and notes that it started.
@@ -178,41 +147,27 @@ class SessionMiddleware:
         async def saving_send(message: Message) -> None:
             nonlocal started, failed
             if failed:
-                return  # the app's own response was replaced by a 503
+                return  # the app's own response was replaced by a refusal
             if not started and message["type"] == "http.response.start":
-                try:
-                    result = await manager.asave(session, ip=ip)
-                except StoreError as exc:
-                    log.warning("session store failed on save: %s", exc)
+                added = await afinish(manager, opened, _names(message))
+                if isinstance(added, Refusal):
                     failed = True
-                    await _answer(send, STORE_UNAVAILABLE, kind)
+                    await _answer(send, added, kind)
                     return
-                except SessionError as exc:  # a refused sign-in (cap), a lost race: answered here, since
-                    refusal = refusal_for_error(exc)  # a framework between us and the app would make it a 500
-                    if refusal is None:
-                        raise
-                    log.warning("session save refused: %s: %s", type(exc).__name__, exc)
-                    failed = True
-                    await _answer(send, refusal, kind)
-                    return
-                if result.set_cookies or result.header_token is not None or session.accessed or result.ended:
-                    _add_headers(message, response_headers(result, _names(message), session))
-                started = True  # only now: a save that raised can still be answered (409)
+                _add_headers(message, added)
+                started = True  # only now: a save that was refused can still be answered (409)
             await send(message)
 
         try:
             await self.app(scope, receive, saving_send)
         except Exception as exc:
-            refusal = refusal_for_error(exc)
+            refusal = answer_for(exc)
             if refusal is None or started:
                 raise
-            log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
             await _answer(send, refusal, kind)
 
 
-_WANTED = {
-    name.encode(): name for name in ("cookie", "authorization", "user-agent", "x-forwarded-for", *FACT_HEADERS)
-}
+_WANTED = {name.encode(): name for name in SESSION_HEADERS}
 
 
 def _headers(scope: Scope) -> dict[str, str]:

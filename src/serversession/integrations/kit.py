@@ -1,36 +1,47 @@
 """What every HTTP integration shares, public so a framework outside this repo can use it too.
 
-An integration translates; it decides nothing. Per request it:
+An integration translates; it decides nothing. The request cycle is three calls:
 
-1. reads the token (:meth:`~serversession.SessionManager.read_token`) and the
-   client address (:func:`~serversession.core.transport.client_ip`);
-2. builds :class:`~serversession.core.guard.RequestFacts` (:func:`facts_from_headers`);
-3. asks ``manager.guard`` to ``throttle`` (before loading) and ``screen``, and
-   carries out a :class:`~serversession.core.guard.Refusal` with
-   :func:`refuse` (log line, event, then the framework's response built from
-   ``refusal.status``, ``refusal.headers()`` and ``refusal.body()``);
-4. loads the session, hands ``guard.observe``'s event to the listeners, checks
-   CSRF with ``guard.csrf_needed`` / ``guard.check_csrf`` (reading a form body
-   with :func:`token_from_form` only if ``guard.form_may_carry_token``);
-5. saves as the response starts and adds :func:`response_headers`;
-6. turns session errors escaping the app into answers with
-   :func:`~serversession.core.guard.refusal_for_error` (503, 409, and 401 with
-   ``"reauth_required": true`` for a failed ``require_recent_auth``: a
-   refusal's ``body()`` carries its ``extra`` fields).
+``begin`` / ``abegin``
+    before the view: reads the token and the client address, asks
+    ``manager.guard`` to ``throttle`` and ``screen`` the request, loads the
+    session (a store failure is the 503 refusal, never a fresh session), hands
+    the guard's guessing event to the listeners and checks CSRF (reading a form
+    field through the integration's ``form_token`` callback only when the guard
+    says a form may carry it). Returns :class:`Opened` or a :class:`Refusal`
+    that is already logged and emitted: the integration answers it with
+    ``refusal.status``, ``refusal.headers(body)`` and ``body = refusal.body()``.
+``finish`` / ``afinish``
+    as the response starts: saves and returns the headers to add
+    (``Set-Cookie``, ``Session-Id``, ``Cache-Control``, ``Vary``,
+    ``Clear-Site-Data``), or a :class:`Refusal` (503 store down, 409 refused
+    sign-in or lost race) that replaces the response.
+``answer_for``
+    an exception escaping the view: the answer for session errors (503, 409,
+    401 with ``"reauth_required": true``), None for the app's own errors.
+
+The pieces they are made of (:func:`facts_from_headers`, :func:`refuse`,
+:func:`response_headers`, :func:`token_from_form`, ...) stay public for an
+integration whose framework splits the request differently (the Django
+middleware checks CSRF in ``process_view``). ``docs/integrations.md`` is the
+checklist every integration meets.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from ..core import csrf
+from ..core.csrf import SAFE_METHODS
 from ..core.guard import (
     CONFLICT_MESSAGE,
     FORM_TYPES,
     STORE_DOWN_MESSAGE,
+    STORE_UNAVAILABLE,
     Refusal,
     RequestFacts,
     body_too_large,
@@ -38,21 +49,35 @@ from ..core.guard import (
 )
 from ..core.lifecycle import SaveResult
 from ..core.session import Session
-from ..core.transport import RESPONSE_HEADER
+from ..core.transport import RESPONSE_HEADER, IncomingToken, client_ip
+from ..exceptions import SessionError, StoreError
 from ..manager import AsyncSessionManager, SessionManager
 
 __all__ = [
     "CONFLICT_MESSAGE",
+    "FACT_HEADERS",
     "FORM_TYPES",
     "MAX_FORM_BODY",
+    "SESSION_HEADERS",
     "STORE_DOWN_MESSAGE",
+    "AsyncFormToken",
+    "FormToken",
+    "Opened",
     "Refusal",
     "RequestFacts",
+    "aadmit",
+    "abegin",
+    "admit",
+    "afinish",
+    "answer_for",
     "arefuse",
+    "begin",
     "body_too_large",
     "clear_site_data",
     "facts_from_headers",
+    "finish",
     "log_refusal",
+    "pick_headers",
     "refusal_for_error",
     "refuse",
     "response_headers",
@@ -65,6 +90,8 @@ MAX_FORM_BODY = 1024 * 1024
 #: The request headers :func:`facts_from_headers` reads, lower-case.
 FACT_HEADERS = ("host", "origin", "sec-fetch-site", "content-type", "content-length", "transfer-encoding",
                 "x-csrf-token")  # fmt: skip
+#: Every request header the cycle reads (:func:`pick_headers` keeps these), lower-case.
+SESSION_HEADERS = frozenset(("cookie", "authorization", "user-agent", "x-forwarded-for", *FACT_HEADERS))
 #: A refusal's log line is written at most once per (reason, method, path) in this many seconds.
 LOG_EVERY = 60.0
 
@@ -183,3 +210,207 @@ def response_headers(
             if cleared is not None:
                 headers.append(("Clear-Site-Data", cleared))
     return headers
+
+
+#: Reads the ``csrf_token`` field of the request's form: the token, None when
+#: there is none, or a Refusal to answer instead (such as :func:`body_too_large`).
+FormToken = Callable[[], "str | Refusal | None"]
+#: The async twin of :data:`FormToken`.
+AsyncFormToken = Callable[[], Awaitable["str | Refusal | None"]]
+
+
+@dataclass(slots=True)
+class Opened:
+    """A request the guard let through, with its loaded session.
+
+    ``facts`` is None for a safe method (nothing was screened); ``ip`` is the
+    client address the session's metadata and the guessing counters use.
+    """
+
+    session: Session
+    ip: str
+    facts: RequestFacts | None
+
+
+def pick_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The request headers the cycle reads (:data:`SESSION_HEADERS`), by lower-case name.
+
+    Repeated ``Cookie`` fields are joined with ``"; "`` (HTTP/2 splits them), so
+    a session cookie sent twice is seen twice and refused as ambiguous; for any
+    other header the first field wins.
+    """
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        name = name.lower()
+        if name not in SESSION_HEADERS:
+            continue
+        if name == "cookie" and name in found:
+            found[name] += "; " + value
+        elif name not in found:
+            found[name] = value
+    return found
+
+
+def _parse(manager: SessionManager | AsyncSessionManager, method: str, path: str, scheme: str,
+           headers: Mapping[str, str], peer: str | None, exempt: bool,
+           ) -> tuple[IncomingToken, str, RequestFacts | None]:  # fmt: skip
+    ip = client_ip(manager.config, peer, headers.get("x-forwarded-for"))
+    token = manager.read_token(headers.get("cookie"), headers.get("authorization"))
+    # Safe methods pass screen() and the CSRF check: no facts to gather for them.
+    facts = None if method in SAFE_METHODS else facts_from_headers(method, path, scheme, headers, exempt=exempt)
+    return token, ip, facts
+
+
+def begin(manager: SessionManager, method: str, path: str, scheme: str, headers: Mapping[str, str],
+          peer: str | None, *, exempt: bool = False, form_token: FormToken | None = None,
+          multipart: bool = False) -> Opened | Refusal:  # fmt: skip
+    """Admit a request before its view runs: :class:`Opened`, or the :class:`Refusal` to answer.
+
+    ``headers`` maps lower-case names to values (:func:`pick_headers`); ``path``
+    is the full path (mount prefix included); ``peer`` the socket's client
+    address; ``exempt`` the framework's own per-route CSRF exemption;
+    ``form_token`` reads the form's ``csrf_token`` field (called only when the
+    request has no ``X-CSRF-Token`` header and a form body); ``multipart`` says
+    it parses multipart forms too. Method ``"WEBSOCKET"`` is a handshake: screened
+    like an unsafe request (cross-site WebSocket hijacking), no CSRF token asked.
+    """
+    token, ip, facts = _parse(manager, method, path, scheme, headers, peer, exempt)
+    return admit(manager, token, ip, facts, headers.get("user-agent", ""), form_token=form_token, multipart=multipart)
+
+
+async def abegin(manager: AsyncSessionManager, method: str, path: str, scheme: str, headers: Mapping[str, str],
+                 peer: str | None, *, exempt: bool = False, form_token: AsyncFormToken | None = None,
+                 multipart: bool = False) -> Opened | Refusal:  # fmt: skip
+    """Async twin of :func:`begin` (the load does not block the event loop)."""
+    token, ip, facts = _parse(manager, method, path, scheme, headers, peer, exempt)
+    return await aadmit(manager, token, ip, facts, headers.get("user-agent", ""), form_token=form_token,
+                        multipart=multipart)  # fmt: skip
+
+
+def admit(manager: SessionManager, token: IncomingToken, ip: str, facts: RequestFacts | None, user_agent: str = "",
+          *, form_token: FormToken | None = None, multipart: bool = False) -> Opened | Refusal:  # fmt: skip
+    """:func:`begin` for an integration that reads the token, address and facts itself
+    (the WSGI middleware builds its facts from ``environ``)."""
+    guard = manager.guard
+    now = manager.clock()
+    refusal = guard.throttle(token, ip, now)
+    if refusal is None and facts is not None:
+        refusal = guard.screen(facts, via_header=token.via_header, now=now)
+    if refusal is not None:
+        refuse(refusal, facts, manager)
+        return refusal
+    try:
+        session = manager.load(token, user_agent=user_agent, ip=ip)
+    except StoreError as exc:
+        log.warning("session store failed on load: %s", exc)
+        return STORE_UNAVAILABLE
+    if session.key is None and token.value is not None:  # a presented ID that did not load
+        event = guard.observe(token, session, ip, now)
+        if event is not None:
+            manager.emit(event)
+    if facts is not None and facts.method != "WEBSOCKET" and guard.csrf_needed(facts):
+        presented = facts.csrf_header
+        if presented is None and form_token is not None and guard.form_may_carry_token(facts, multipart=multipart):
+            found = form_token()
+            if isinstance(found, Refusal):
+                log_refusal(found, facts)
+                return found
+            presented = found
+        refusal = guard.check_csrf(session, presented, now, facts)
+        if refusal is not None:
+            refuse(refusal, facts, manager)
+            return refusal
+    return Opened(session, ip, facts)
+
+
+async def aadmit(manager: AsyncSessionManager, token: IncomingToken, ip: str, facts: RequestFacts | None,
+                 user_agent: str = "", *, form_token: AsyncFormToken | None = None,
+                 multipart: bool = False) -> Opened | Refusal:  # fmt: skip
+    """Async twin of :func:`admit`."""
+    guard = manager.guard
+    now = manager.clock()
+    refusal = guard.throttle(token, ip, now)
+    if refusal is None and facts is not None:
+        refusal = guard.screen(facts, via_header=token.via_header, now=now)
+    if refusal is not None:
+        await arefuse(refusal, facts, manager)
+        return refusal
+    try:
+        session = await manager.aload(token, user_agent=user_agent, ip=ip)
+    except StoreError as exc:
+        log.warning("session store failed on load: %s", exc)
+        return STORE_UNAVAILABLE
+    if session.key is None and token.value is not None:  # a presented ID that did not load
+        event = guard.observe(token, session, ip, now)
+        if event is not None:
+            await manager.aemit(event)
+    if facts is not None and facts.method != "WEBSOCKET" and guard.csrf_needed(facts):
+        presented = facts.csrf_header
+        if presented is None and form_token is not None and guard.form_may_carry_token(facts, multipart=multipart):
+            found = await form_token()
+            if isinstance(found, Refusal):
+                log_refusal(found, facts)
+                return found
+            presented = found
+        refusal = guard.check_csrf(session, presented, now, facts)
+        if refusal is not None:
+            await arefuse(refusal, facts, manager)
+            return refusal
+    return Opened(session, ip, facts)
+
+
+def finish(manager: SessionManager, opened: Opened, existing: Iterable[str] = ()) -> list[tuple[str, str]] | Refusal:
+    """Save as the response starts: the headers to add, or the :class:`Refusal` that replaces
+    the response (503 when the store fails, 409 for a refused sign-in or a lost race).
+
+    ``existing`` are the response's header names (an app's own ``Cache-Control`` is kept).
+    """
+    try:
+        result = manager.save(opened.session, ip=opened.ip)
+    except SessionError as exc:
+        return _save_refused(exc)
+    return _added(result, existing, opened.session)
+
+
+async def afinish(manager: AsyncSessionManager, opened: Opened,
+                  existing: Iterable[str] = ()) -> list[tuple[str, str]] | Refusal:  # fmt: skip
+    """Async twin of :func:`finish`."""
+    try:
+        result = await manager.asave(opened.session, ip=opened.ip)
+    except SessionError as exc:
+        return _save_refused(exc)
+    return _added(result, existing, opened.session)
+
+
+def _save_refused(exc: SessionError) -> Refusal:
+    if isinstance(exc, StoreError):
+        log.warning("session store failed on save: %s", exc)
+        return STORE_UNAVAILABLE
+    refusal = refusal_for_error(exc)
+    if refusal is None:
+        raise exc
+    # A refused sign-in (cap) or a lost race: answered here, since a framework
+    # between us and the app would make it a 500.
+    log.warning("session save refused: %s: %s", type(exc).__name__, exc)
+    return refusal
+
+
+def _added(result: SaveResult, existing: Iterable[str], session: Session) -> list[tuple[str, str]]:
+    if result.set_cookies or result.header_token is not None or session.accessed or result.ended:
+        return response_headers(result, existing, session)
+    return []
+
+
+def answer_for(exc: BaseException) -> Refusal | None:
+    """The answer to a session error that escaped the view (logged), None for any other error.
+
+    Store down: 503 with ``Retry-After``; a lost race, an ended session or a
+    refused sign-in: 409; a failed ``require_recent_auth``: 401 with
+    ``"reauth_required": true``. Anything else is the app's to handle.
+    """
+    if not isinstance(exc, Exception):
+        return None
+    refusal = refusal_for_error(exc)
+    if refusal is not None:
+        log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
+    return refusal
