@@ -1,0 +1,333 @@
+"""Litestar: server-side sessions as a plugin, ``request.session`` and a ``session`` dependency.
+
+``Litestar(plugins=[ServerSessionPlugin("redis://localhost")])`` installs three
+things through Litestar's own conventions (an ``InitPlugin``):
+
+* :class:`ServerSessionMiddleware`, outermost of the app's middleware, which runs
+  the kit's request cycle (:func:`~serversession.integrations.kit.abegin` before
+  the handler, :func:`~serversession.integrations.kit.afinish` as the response
+  starts) and puts the :class:`~serversession.Session` in ``scope["session"]``, so
+  Litestar's ``request.session`` is ours;
+* exception handlers, so a session error raised in a handler answers 503 (store
+  down, ``Retry-After``), 409 (lost race, ended session, refused sign-in) or 401
+  (``"reauth_required": true``) instead of Litestar's 500;
+* the dependencies ``session`` (this request's :class:`~serversession.Session`)
+  and ``session_manager`` (the :class:`~serversession.AsyncSessionManager`, to
+  list and revoke a user's sessions), injectable by name.
+
+Litestar's middleware runs after routing, so the handler's ``opt`` is at hand:
+``opt={"csrf_exempt": True}`` on a handler, controller or router exempts it from
+the CSRF and cross-site checks (the key is the plugin's ``exempt_opt_key``).
+
+``request.set_session(data)`` and ``request.clear_session()`` (what Litestar's
+``SessionAuth`` examples call) work, and take effect as the response starts:
+``set_session`` replaces the session's data and gives a stored session a new ID
+(replacing the whole session is what a sign-in does, and a new ID defeats
+session fixation; the CSRF token changes with it, so the client reads a new one);
+``clear_session`` ends the session (``destroy()``). Changes made after the
+response started are not saved.
+
+WebSocket handshakes are screened like unsafe requests (cross-site WebSocket
+hijacking rides on the cookie) and see the session read-only: nothing is saved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from litestar import Request, Response
+from litestar.config.app import AppConfig
+from litestar.di import Provide
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.plugins import InitPlugin
+from litestar.serialization import decode_json, encode_json
+from litestar.types import ASGIApp, Empty, Message, Receive, Scope, Send
+from litestar.utils import get_serializer_from_scope
+
+from ..core.config import SessionConfig
+from ..core.guard import Refusal
+from ..core.session import Session
+from ..exceptions import (
+    ConcurrentUpdateError,
+    ConfigurationError,
+    NotSerializableError,
+    ReauthenticationRequired,
+    SessionEndedError,
+    SessionLimitError,
+    StoreError,
+)
+from ..manager import AsyncSessionManager
+from ..stores.url import open_store
+from . import kit
+
+__all__ = [
+    "SESSION_ERRORS",
+    "ServerSessionMiddleware",
+    "ServerSessionPlugin",
+    "get_session",
+    "session_error_handler",
+]
+
+log = logging.getLogger("serversession")
+
+#: Where the middleware keeps this request's :class:`Session` besides ``scope["session"]``,
+#: which ``request.set_session()`` overwrites with plain data.
+SCOPE_KEY = "serversession.session"
+#: The session errors :func:`session_error_handler` answers (503, 409, 401).
+SESSION_ERRORS: tuple[type[Exception], ...] = (
+    StoreError, ConcurrentUpdateError, SessionEndedError, SessionLimitError, ReauthenticationRequired,
+)  # fmt: skip
+#: A refusal's headers that Litestar's ``Response`` writes itself.
+_OWN_HEADERS = frozenset(("content-type", "content-length"))
+
+
+def get_session(connection: Any) -> Session:
+    """Return this request's :class:`Session` from a Litestar ``Request``, ``WebSocket`` or ASGI scope.
+
+    Raises ``LookupError`` when :class:`ServerSessionPlugin` (or its middleware)
+    is not installed, or the route was excluded from it.
+    """
+    scope = getattr(connection, "scope", connection)
+    session = scope.get(SCOPE_KEY) if isinstance(scope, Mapping) else None
+    if not isinstance(session, Session):
+        raise LookupError("no serversession session in scope: is ServerSessionPlugin installed?")
+    return session
+
+
+def session_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A Litestar exception handler: the JSON answer to a session error raised in a handler.
+
+    Why: Litestar turns an unhandled exception into a 500 before any middleware
+    sees it, so ``await session.amodify(...)`` failing on a dead store needs a
+    handler to become the 503 it is in every other integration. The plugin
+    registers it for :data:`SESSION_ERRORS`; any other exception is answered 500.
+    """
+    refusal = kit.answer_for(exc) or Refusal(500, "internal error", "internal")
+    body = refusal.body()
+    headers = {name: value for name, value in refusal.headers(body) if name.lower() not in _OWN_HEADERS}
+    return Response(body, status_code=refusal.status, media_type="application/json", headers=headers)
+
+
+class ServerSessionMiddleware(ASGIMiddleware):
+    """The kit's request cycle as Litestar middleware; :class:`ServerSessionPlugin` installs it.
+
+    ``exempt_opt_key`` names the handler ``opt`` that exempts a route from the
+    CSRF and cross-site checks (default ``"csrf_exempt"``).
+    """
+
+    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
+
+    def __init__(self, manager: AsyncSessionManager, *, exempt_opt_key: str = "csrf_exempt") -> None:
+        self.manager = manager
+        self.exempt_opt_key = exempt_opt_key
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Admit the request, expose its session, save it as the response starts."""
+        manager = self.manager
+        websocket = scope["type"] == ScopeType.WEBSOCKET
+        raw: Any = scope
+        headers = kit.pick_headers((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw["headers"])
+        handler = raw.get("route_handler")
+        exempt = bool(handler is not None and handler.opt.get(self.exempt_opt_key))
+        client = raw.get("client")
+        body: bytes | None = None
+
+        async def form_token() -> str | Refusal | None:
+            nonlocal body
+            body = await _read_body(receive)
+            if body is None:
+                return kit.body_too_large(kit.MAX_FORM_BODY)
+            return kit.token_from_form(body)
+
+        opened = await kit.abegin(
+            manager, "WEBSOCKET" if websocket else raw["method"], _full_path(raw), raw.get("scheme", "http"),
+            headers, client[0] if client else None, exempt=exempt, form_token=form_token,
+        )  # fmt: skip
+        if isinstance(opened, Refusal):
+            await _answer(send, opened, websocket)
+            return
+        if body is not None:  # the form was read to find its token: the handler reads it again
+            receive = _replay(body, receive)
+        session = opened.session
+        raw["session"] = raw[SCOPE_KEY] = session
+        if websocket:
+            await next_app(scope, receive, send)
+            return
+
+        started = replaced = False
+
+        async def saving_send(message: Message) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return  # the handler's response was replaced by a refusal
+            if not started and message["type"] == "http.response.start":
+                _adopt(raw, session)
+                added = await kit.afinish(manager, opened, _names(message))
+                if isinstance(added, Refusal):
+                    replaced = True
+                    await _answer(send, added, websocket)
+                    return
+                if added:
+                    encoded = [(name.lower().encode(), value.encode("latin-1")) for name, value in added]
+                    message["headers"] = [*message.get("headers", ()), *encoded]
+                started = True  # only now: a save that raised can still be answered
+            await send(message)
+
+        try:
+            await next_app(scope, receive, saving_send)
+        except Exception as exc:
+            refusal = kit.answer_for(exc)  # raised by middleware inside ours, past the handlers
+            if refusal is None or started or replaced:
+                raise
+            await _answer(send, refusal, websocket)
+
+
+class ServerSessionPlugin(InitPlugin):
+    """Server-side sessions for a Litestar app: ``Litestar(plugins=[ServerSessionPlugin(store)])``.
+
+    ``store`` is a store object or URL (default ``sqlite:///serversession.sqlite3``)
+    and ``config`` a :class:`SessionConfig` (default ``SessionConfig()``); or pass
+    a ready ``manager`` instead of both. A store opened from a URL is closed at
+    the app's shutdown; a store object is the caller's to close.
+
+    ``exempt_opt_key`` (``"csrf_exempt"``) is the handler ``opt`` that exempts a
+    route from CSRF; ``dependency_key`` (``"session"``) and
+    ``manager_dependency_key`` (``"session_manager"``) are the names under which
+    the session and the manager are injected. Raises :class:`ConfigurationError`
+    when a store and a manager are both given, or a dependency name is taken.
+    """
+
+    __slots__ = ("_owns_store", "dependency_key", "exempt_opt_key", "manager", "manager_dependency_key")
+
+    def __init__(
+        self,
+        store: Any = None,
+        config: SessionConfig | None = None,
+        *,
+        manager: AsyncSessionManager | None = None,
+        exempt_opt_key: str = "csrf_exempt",
+        dependency_key: str = "session",
+        manager_dependency_key: str = "session_manager",
+    ) -> None:
+        self._owns_store = False
+        if manager is None:
+            if store is None or isinstance(store, str):
+                store = open_store(store or "sqlite:///serversession.sqlite3")
+                self._owns_store = True
+            manager = AsyncSessionManager(store, config)
+        elif store is not None or config is not None:
+            raise ConfigurationError("pass a store and a config, or a manager, not both (the manager has its own)")
+        #: The manager every request of the app goes through (also injected as ``session_manager``).
+        self.manager = manager
+        self.exempt_opt_key = exempt_opt_key
+        self.dependency_key = dependency_key
+        self.manager_dependency_key = manager_dependency_key
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        """Add the middleware (outermost), the exception handlers and the two dependencies."""
+        for key in (self.dependency_key, self.manager_dependency_key):
+            if key in app_config.dependencies:
+                raise ConfigurationError(f"the dependency {key!r} is taken: pass ServerSessionPlugin(... "
+                                         f"dependency_key=... / manager_dependency_key=...) another name")  # fmt: skip
+        manager = self.manager
+
+        def provide_manager() -> AsyncSessionManager:
+            return manager
+
+        app_config.middleware.insert(0, ServerSessionMiddleware(manager, exempt_opt_key=self.exempt_opt_key))
+        for error in SESSION_ERRORS:
+            app_config.exception_handlers.setdefault(error, session_error_handler)
+        app_config.dependencies[self.dependency_key] = Provide(_provide_session, sync_to_thread=False)
+        app_config.dependencies[self.manager_dependency_key] = Provide(provide_manager, sync_to_thread=False)
+        app_config.signature_namespace.update(Session=Session, AsyncSessionManager=AsyncSessionManager)
+        if self._owns_store:
+            app_config.on_shutdown.append(self._close_store)
+        return app_config
+
+    async def _close_store(self) -> None:
+        await self.manager.store.aclose()
+
+
+def _provide_session(scope: Scope) -> Session:
+    """The ``session`` dependency (``scope`` is Litestar's reserved kwarg: HTTP and WebSocket alike)."""
+    return get_session(scope)
+
+
+def _full_path(scope: Any) -> str:
+    """The request's path with the mount prefix, which Litestar's router strips from ``scope["path"]``."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path") or ""
+    return root.rstrip("/") + path if root else path
+
+
+def _adopt(scope: Any, session: Session) -> None:
+    """Carry out what ``request.set_session()`` / ``clear_session()`` put in ``scope["session"]``."""
+    value = scope.get("session")
+    if value is session:
+        return
+    scope["session"] = session
+    if value is Empty or value is None:
+        session.destroy()
+        return
+    # Litestar accepts dicts, dataclasses, msgspec structs and pydantic models here, and
+    # turns them into JSON for its stores: the same round trip gives our JSON-only codec a dict.
+    data = value if isinstance(value, dict) else decode_json(encode_json(value, get_serializer_from_scope(scope)))
+    if not isinstance(data, dict):
+        raise NotSerializableError(f"request.set_session() takes a dict or a model with fields, "
+                                   f"not {type(value).__name__}")  # fmt: skip
+    session.clear()
+    session.update(data)
+    if session.key is not None:  # a stored session: a new ID, as at any sign-in
+        session.rotate("set_session")
+
+
+def _names(message: Message) -> list[str]:
+    raw: Any = message
+    return [name.decode("latin-1") for name, _ in raw.get("headers", ())]
+
+
+async def _answer(send: Send, refusal: Refusal, websocket: bool) -> None:
+    """Send ``refusal`` as the response, or refuse the WebSocket handshake."""
+    if websocket:
+        # 1008 policy violation for a refusal, 1011 for a server-side failure (store down).
+        await send({"type": "websocket.close", "code": 1011 if refusal.status >= 500 else 1008, "reason": ""})
+        return
+    body = refusal.body()
+    headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in refusal.headers(body)]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or None past :data:`~serversession.integrations.kit.MAX_FORM_BODY` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Any = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > kit.MAX_FORM_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``body`` first, then defers to the server's."""
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
