@@ -67,6 +67,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@routes.post("/file")
+async def file(request: web.Request) -> web.FileResponse:
+    (await get_session(request))["sent"] = "a file"
+    return web.FileResponse(__file__)
+
+
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     session = await new_session(request)
@@ -212,6 +218,14 @@ async def test_a_store_failure_while_a_stream_prepares_answers_503_instead(clien
     assert (await client.post("/stream", headers={"X-CSRF-Token": csrf})).status == 200
 
 
+async def test_a_file_response_gets_its_cookie(client: Client, store: FlakyStore) -> None:
+    response = await client.post("/file", headers={"X-CSRF-Token": await token(client)})
+    assert response.status == 200 and b"ported" in await response.read()
+    assert session_id(client) is not None
+    [stored] = store.scan()
+    assert "sent" in stored.data
+
+
 async def test_a_raised_redirect_carries_the_cookie(client: Client) -> None:
     response = await client.post("/login", headers={"X-CSRF-Token": await token(client)}, allow_redirects=False)
     assert response.status == 302 and response.headers["Location"] == "/get"
@@ -323,6 +337,17 @@ async def test_the_token_may_come_in_a_form_field(client: Client, multipart: boo
     assert response.status == 200 and await response.text() == "saved", await response.text()
     wrong = await client.post("/form", data={"csrf_token": "nope", "note": "x"})
     assert wrong.status == 403 and (await wrong.json())["error"].startswith("CSRF token invalid")
+
+
+async def test_a_form_beyond_client_max_size_is_413_not_a_missing_token(store: FlakyStore) -> None:
+    app = web.Application(client_max_size=1024)
+    setup(app, store, CONFIG)
+    app.add_routes(routes)
+    async with TestClient(TestServer(app)) as client:
+        await post_value(client, 1)
+        response = await client.post("/form", data={"note": "x" * 2048, "csrf_token": await token(client)})
+        assert response.status == 413
+        assert (await response.json())["error"].startswith("request body too large")
 
 
 async def test_get_session_without_setup_is_a_lookup_error() -> None:

@@ -42,7 +42,7 @@ from ..core.config import SessionConfig
 from ..core.session import Session
 from ..exceptions import SessionError
 from ..manager import AsyncSessionManager
-from ..stores.url import open_store
+from ..stores.url import DEFAULT_STORE_URL, open_store
 from . import kit
 
 __all__ = [
@@ -62,7 +62,6 @@ log = logging.getLogger("serversession")
 #: Where :func:`setup` keeps the app's :class:`AsyncSessionManager` (``app[MANAGER_KEY]``).
 MANAGER_KEY = web.AppKey("serversession_manager", AsyncSessionManager)
 _EXEMPT_ATTR = "_serversession_csrf_exempt"
-_DEFAULT_STORE = "sqlite:///serversession.sqlite3"
 _NOT_SAVED = (
     "session not saved: %s %s prepared its own response and on_response_prepare is not installed "
     "(use serversession.integrations.aiohttp.setup)"
@@ -103,7 +102,7 @@ def _manager(store: Any, config: SessionConfig | None, manager: AsyncSessionMana
     if manager is not None:
         return manager
     if store is None or isinstance(store, str):
-        store = open_store(store or _DEFAULT_STORE)
+        store = open_store(store or DEFAULT_STORE_URL)
     return AsyncSessionManager(store, config)
 
 
