@@ -54,7 +54,11 @@ def make_app(store: Any, **options: Any) -> Quart:
     async def remember() -> str:
         session.permanent = True
         session["remembered"] = True
-        return "ok"
+        return f"modified={ours.modified}"
+
+    @app.get("/cached")
+    async def cached() -> Any:
+        return {"a": session.get("a")}, {"Vary": "Accept-Encoding", "Cache-Control": "private, max-age=60"}
 
     @app.post("/count")
     async def count() -> str:
@@ -200,7 +204,10 @@ async def test_session_mixin_semantics(client: QuartClient) -> None:
     assert await shown.get_json() == {"data": {"a": "1"}, "new": False, "modified": False, "permanent": False}
     assert shown.headers.getlist("Vary") == ["Cookie"]
     remembered = await client.post("/remember", headers={"X-CSRF-Token": await csrf(client)})
-    assert "Max-Age=" in remembered.headers["Set-Cookie"]
+    assert "Max-Age=" in remembered.headers["Set-Cookie"] and await remembered.get_data(as_text=True) == "modified=True"
+    app_headers = await client.get("/cached")  # the app's Vary and Cache-Control are kept
+    assert app_headers.headers.getlist("Vary") == ["Accept-Encoding", "Cookie"]
+    assert app_headers.headers.getlist("Cache-Control") == ["private, max-age=60"]
     assert (await (await client.get("/show")).get_json())["permanent"] is True
     assert "Vary" not in (await client.get("/static-ish")).headers
 
