@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from flaky_store import FlakyStore
 
-from serversession import ConcurrentUpdateError, MemoryStore, ReauthenticationRequired, SessionConfig
+from serversession import ConcurrentUpdateError, MemoryStore, ReauthenticationRequired, SessionConfig, SessionError
 from serversession.integrations.aiohttp import (
     MANAGER_KEY,
     csrf_exempt,
@@ -64,6 +64,20 @@ async def stream(request: web.Request) -> web.StreamResponse:
     session["late"] = "after prepare"  # the headers are out: not saved, as documented
     for chunk in (b"one ", b"two"):
         await response.write(chunk)
+    return response
+
+
+@routes.post("/stream-swallowing/{how}")
+async def stream_swallowing(request: web.Request) -> web.StreamResponse:
+    (await get_session(request))["streamed"] = True
+    response = web.StreamResponse()
+    try:
+        await response.prepare(request)
+    except SessionError:  # a handler that hides the failure: the 503 is answered all the same
+        if request.match_info["how"] == "redirect":
+            raise web.HTTPFound("/get") from None
+        return web.Response(text="fallback")
+    await response.write(b"streamed")
     return response
 
 
@@ -207,15 +221,18 @@ async def test_a_streamed_response_gets_its_cookie_and_what_was_set_before_prepa
     assert "streamed" in stored.data and "late" not in stored.data
 
 
-async def test_a_store_failure_while_a_stream_prepares_answers_503_instead(client: Client, store: FlakyStore) -> None:
+@pytest.mark.parametrize("path", ["/stream", "/stream-swallowing/response", "/stream-swallowing/redirect"])
+async def test_a_store_failure_while_a_stream_prepares_answers_503_instead(
+    client: Client, store: FlakyStore, path: str
+) -> None:
     csrf = await token(client)
     store.fail.add("create")
-    response = await client.post("/stream", headers={"X-CSRF-Token": csrf})
+    response = await client.post(path, headers={"X-CSRF-Token": csrf}, allow_redirects=False)
     assert response.status == 503
     assert await response.json() == STORE_DOWN  # well framed: the stream's own framing was overridden
     assert response.headers["Retry-After"] == "1" and "Set-Cookie" not in response.headers
     store.fail.clear()
-    assert (await client.post("/stream", headers={"X-CSRF-Token": csrf})).status == 200
+    assert (await client.post(path, headers={"X-CSRF-Token": csrf})).status == 200
 
 
 async def test_a_file_response_gets_its_cookie(client: Client, store: FlakyStore) -> None:

@@ -179,16 +179,14 @@ def session_middleware(
 async def _run(request: web.Request, handler: Handler, cycle: _Cycle) -> web.StreamResponse:
     try:
         response = await handler(request)
-    except web.HTTPException as exc:  # a redirect after sign-in carries the cookie too
-        refusal = await _save(cycle, exc)
-        if refusal is not None:
-            return _answer(refusal)
-        raise
-    except _SaveRefused as exc:  # the hook's save failed inside the handler's prepare()
-        return await _late_answer(request, exc.refusal)
     except Exception as exc:
-        if cycle.refused is not None:  # a handler turned the failed prepare() into another error
+        if cycle.refused is not None:  # the hook's save failed in prepare(): whatever the handler made of it
             return await _late_answer(request, cycle.refused)
+        if isinstance(exc, web.HTTPException):  # a redirect after sign-in carries the cookie too
+            refusal = await _save(cycle, exc)
+            if refusal is not None:
+                return _answer(refusal)
+            raise
         refusal = kit.answer_for(exc)
         if refusal is None or cycle.prepared:  # the app's own error, or too late: headers are out
             raise
