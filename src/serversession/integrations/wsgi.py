@@ -22,7 +22,6 @@ Everything runs in the server's request thread through a sync
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from types import TracebackType
@@ -30,14 +29,12 @@ from typing import Any
 
 from ..core.config import SessionConfig
 from ..core.csrf import SAFE_METHODS
-from ..core.guard import STORE_UNAVAILABLE, Refusal, RequestFacts, refusal_for_error
-from ..core.lifecycle import SaveResult
+from ..core.guard import Refusal, RequestFacts
 from ..core.session import Session
 from ..core.transport import client_ip
-from ..exceptions import StoreError
 from ..manager import SessionManager
 from ..stores.url import DEFAULT_STORE_URL, open_store
-from .kit import MAX_FORM_BODY, body_too_large, log_refusal, refuse, response_headers, token_from_form
+from .kit import MAX_FORM_BODY, Opened, admit, answer_for, body_too_large, finish, token_from_form
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -47,8 +44,6 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 #: The ``environ`` key holding the request's :class:`Session`.
 ENVIRON_KEY = "serversession.session"
-
-log = logging.getLogger("serversession")
 
 
 def get_session(environ: Environ) -> Session:
@@ -89,53 +84,31 @@ class SessionMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         manager = self.manager
-        guard = manager.guard
         ip = client_ip(self.config, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
         token = manager.read_token(environ.get("HTTP_COOKIE"), environ.get("HTTP_AUTHORIZATION"))
-        now = manager.clock()
         # Safe methods pass screen() and the CSRF check: no facts to gather for them.
         facts = None if environ.get("REQUEST_METHOD", "GET") in SAFE_METHODS else facts_from_environ(environ)
-        refusal = guard.throttle(token, ip, now)
-        if refusal is None and facts is not None:
-            refusal = guard.screen(facts, via_header=token.via_header, now=now)
-        if refusal is not None:
-            refuse(refusal, facts, manager)
-            return _answer(start_response, refusal)
-        try:
-            session = manager.load(token, user_agent=environ.get("HTTP_USER_AGENT", ""), ip=ip)
-        except StoreError as exc:
-            log.warning("session store failed on load: %s", exc)
-            return _answer(start_response, STORE_UNAVAILABLE)
-        if session.key is None and token.value is not None:  # a presented ID that did not load
-            event = guard.observe(token, session, ip, now)
-            if event is not None:
-                manager.emit(event)
-        environ[ENVIRON_KEY] = session
 
-        if facts is not None and guard.csrf_needed(facts):
-            presented = facts.csrf_header
-            if presented is None and guard.form_may_carry_token(facts, multipart=False):
-                body = _read_body(environ)
-                if body is None:
-                    refusal = body_too_large(MAX_FORM_BODY)
-                    log_refusal(refusal, facts)
-                    return _answer(start_response, refusal)
-                presented = token_from_form(body)
-                environ["wsgi.input"] = io.BytesIO(body)
-                environ["CONTENT_LENGTH"] = str(len(body))
-            refusal = guard.check_csrf(session, presented, now, facts)
-            if refusal is not None:
-                refuse(refusal, facts, manager)
-                return _answer(start_response, refusal)
+        def form_token() -> str | Refusal | None:
+            body = _read_body(environ)
+            if body is None:
+                return body_too_large(MAX_FORM_BODY)
+            environ["wsgi.input"] = io.BytesIO(body)  # the app reads the body we consumed
+            environ["CONTENT_LENGTH"] = str(len(body))
+            return token_from_form(body)
 
-        saver = _Saver(manager, session, ip, start_response)
+        opened = admit(manager, token, ip, facts, environ.get("HTTP_USER_AGENT", ""), form_token=form_token)
+        if isinstance(opened, Refusal):
+            return _answer(start_response, opened)
+        environ[ENVIRON_KEY] = opened.session
+
+        saver = _Saver(manager, opened, start_response)
         try:
             result = self.app(environ, saver.start_response)
         except Exception as exc:
-            refusal = refusal_for_error(exc)
+            refusal = answer_for(exc)
             if refusal is None or saver.started or saver.failed:
                 raise
-            log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
             return _answer(start_response, refusal)
         if saver.failed:
             _close(result)
@@ -165,34 +138,30 @@ def facts_from_environ(environ: Environ) -> RequestFacts:
 class _Saver:
     """Wraps ``start_response``: saves the session first and adds its headers."""
 
-    __slots__ = ("error", "failed", "ip", "manager", "result", "session", "start", "started")
+    __slots__ = ("added", "error", "failed", "manager", "opened", "start", "started")
 
-    def __init__(self, manager: SessionManager, session: Session, ip: str, start: StartResponse) -> None:
+    def __init__(self, manager: SessionManager, opened: Opened, start: StartResponse) -> None:
         self.manager = manager
-        self.session = session
-        self.ip = ip
+        self.opened = opened
         self.start = start
-        self.result: SaveResult | None = None
+        self.added: list[tuple[str, str]] | None = None
         self.started = False
         self.failed = False
         self.error = b""
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Write:
         if self.failed:
-            return _discard  # the app's own response was replaced by a 503
-        if self.result is None:  # a second call (with exc_info) reuses the first save
-            try:
-                self.result = self.manager.save(self.session, ip=self.ip)
-            except StoreError as exc:
-                log.warning("session store failed on save: %s", exc)
-                refusal = STORE_UNAVAILABLE
+            return _discard  # the app's own response was replaced by a refusal
+        if self.added is None:  # a second call (with exc_info) reuses the first save
+            added = finish(self.manager, self.opened, [n for n, _ in headers])
+            if isinstance(added, Refusal):
                 self.failed = True
-                self.error = refusal.body()
-                self.start(_status(refusal.status), refusal.headers(self.error), exc_info)
+                self.error = added.body()
+                self.start(_status(added.status), added.headers(self.error), exc_info)
                 return _discard
+            self.added = added
         self.started = True
-        added = response_headers(self.result, [n for n, _ in headers], self.session)
-        return self.start(status, [*headers, *added], exc_info)
+        return self.start(status, [*headers, *self.added], exc_info)
 
 
 def _deferred(result: Iterable[bytes], saver: _Saver) -> Iterator[bytes]:
@@ -203,10 +172,9 @@ def _deferred(result: Iterable[bytes], saver: _Saver) -> Iterator[bytes]:
                     break
                 yield chunk
         except Exception as exc:  # raised by a generator app before it started its response
-            refusal = refusal_for_error(exc)
+            refusal = answer_for(exc)
             if refusal is None or saver.started or saver.failed:
                 raise
-            log.warning("session error escaped the app: %s: %s", type(exc).__name__, exc)
             yield from _answer(saver.start, refusal)
             return
         if saver.failed:
