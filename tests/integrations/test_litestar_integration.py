@@ -13,10 +13,12 @@ from typing import Any
 import httpx
 import pytest
 from flaky_store import FlakyStore
-from litestar import Litestar, Request, Response, Router, WebSocket, get, post, websocket
+from litestar import Litestar, Request, Response, Router, WebSocket, asgi, get, post, websocket
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import WebSocketDisconnect
+from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.params import FromPath
+from litestar.security.session_auth import SessionAuth
 from litestar.testing import TestClient
 
 from serversession import (
@@ -272,6 +274,25 @@ def test_paths_the_config_exempts_include_the_mount_prefix(store: FlakyStore) ->
         assert client.post("/write", json=1).status_code == 403  # /write without the mount: not
 
 
+@asgi("/mounted", is_mount=True, copy_scope=True)
+async def mounted(scope: Any, receive: Any, send: Any) -> None:
+    """A mounted ASGI app (its scope's path is the part after /mounted) that writes the session."""
+    get_session(scope)["mounted"] = scope["path"]
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+
+def test_paths_under_a_mounted_asgi_app_include_the_mount(store: FlakyStore) -> None:
+    config = SessionConfig(cookie_secure=False, csrf_exempt_paths=["/mounted/hook"])
+    app = Litestar(route_handlers=[*HANDLERS, mounted], plugins=[ServerSessionPlugin(store, config)])
+    with TestClient(app) as client:
+        exempt = client.post("/mounted/hook?x=1")
+        assert (exempt.status_code, exempt.text) == (200, "/hook/")  # the mount sees its own part
+        assert "set-cookie" in exempt.headers  # the mounted app's write was saved
+        assert client.post("/mounted/other").status_code == 403
+        assert client.get("/keys").json() == ["mounted"]
+
+
 # -- session errors answer 503, 409 and 401, never 500 -------------------------------------
 
 
@@ -400,3 +421,45 @@ def test_clear_session_ends_the_session(client: TestClient[Litestar], store: Fla
     assert "max-age=0" in response.headers["set-cookie"].lower() and len(store) == 0
     with another_browser(client, old) as replay:
         assert replay.get("/read").json()["value"] is None
+
+
+# -- Litestar's SessionAuth over our session; Litestar's own session middleware refused ---------
+
+
+async def user_of(session: dict[str, Any], connection: Any) -> dict[str, Any] | None:
+    return {"id": session["user_id"]} if "user_id" in session else None
+
+
+@get("/me")
+async def me(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return {"user": request.user}
+
+
+def session_auth_app(store: FlakyStore) -> Litestar:
+    plugin = ServerSessionPlugin(store, SessionConfig(cookie_secure=False))
+    auth = SessionAuth[Any, Any](
+        retrieve_user_handler=user_of,
+        session_backend_config=plugin.session_auth_backend(),
+        exclude=["/read", "/write", "/litestar-login"],
+    )
+    return Litestar(route_handlers=[*HANDLERS, me], on_app_init=[auth.on_app_init], plugins=[plugin])
+
+
+def test_litestar_session_auth_signs_in_and_out_over_our_session(store: FlakyStore) -> None:
+    with TestClient(session_auth_app(store)) as client:
+        assert client.get("/me").status_code == 401  # no session: SessionAuth refuses
+        csrf = start(client, "before")
+        assert client.post("/litestar-login", headers={"X-CSRF-Token": csrf}).status_code == 200
+        assert client.get("/me").json() == {"user": {"id": 7}}
+        csrf = client.get("/read").json()["csrf"]  # the sign-in rotated the session, and its token
+        assert client.post("/litestar-logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+        assert client.get("/me").status_code == 401
+
+
+def test_litestar_own_session_middleware_beside_the_plugin_is_refused_at_start_up(store: FlakyStore) -> None:
+    plugin = ServerSessionPlugin(store, SessionConfig(cookie_secure=False))
+    with pytest.raises(ConfigurationError, match="would replace request"):
+        Litestar(route_handlers=[read], middleware=[ServerSideSessionConfig().middleware], plugins=[plugin])
+    auth = SessionAuth[Any, Any](retrieve_user_handler=user_of, session_backend_config=ServerSideSessionConfig())
+    with pytest.raises(ConfigurationError, match="session_auth_backend"):
+        Litestar(route_handlers=[read], on_app_init=[auth.on_app_init], plugins=[plugin])

@@ -25,7 +25,10 @@ the CSRF and cross-site checks (the key is the plugin's ``exempt_opt_key``).
 (replacing the whole session is what a sign-in does, and a new ID defeats
 session fixation; the CSRF token changes with it, so the client reads a new one);
 ``clear_session`` ends the session (``destroy()``). Changes made after the
-response started are not saved.
+response started are not saved. Litestar's ``SessionAuth`` works too, given
+``session_backend_config=plugin.session_auth_backend()``; Litestar's own session
+middleware beside the plugin would replace ``request.session``, so the plugin
+refuses it at start-up.
 
 WebSocket handshakes are screened like unsafe requests (cross-site WebSocket
 hijacking rides on the cookie) and see the session read-only: nothing is saved.
@@ -33,9 +36,9 @@ hijacking rides on the cookie) and see the session read-only: nothing is saved.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from litestar import Request, Response
 from litestar.config.app import AppConfig
@@ -62,20 +65,17 @@ from ..exceptions import (
 from ..manager import AsyncSessionManager
 from ..stores.url import open_store
 from . import kit
+from ._litestar_auth import SCOPE_KEY, SessionAuthBackendConfig, is_litestar_session_middleware
 
 __all__ = [
     "SESSION_ERRORS",
     "ServerSessionMiddleware",
     "ServerSessionPlugin",
+    "SessionAuthBackendConfig",
     "get_session",
     "session_error_handler",
 ]
 
-log = logging.getLogger("serversession")
-
-#: Where the middleware keeps this request's :class:`Session` besides ``scope["session"]``,
-#: which ``request.set_session()`` overwrites with plain data.
-SCOPE_KEY = "serversession.session"
 #: The session errors :func:`session_error_handler` answers (503, 409, 401).
 SESSION_ERRORS: tuple[type[Exception], ...] = (
     StoreError, ConcurrentUpdateError, SessionEndedError, SessionLimitError, ReauthenticationRequired,
@@ -232,6 +232,12 @@ class ServerSessionPlugin(InitPlugin):
             if key in app_config.dependencies:
                 raise ConfigurationError(f"the dependency {key!r} is taken: pass ServerSessionPlugin(... "
                                          f"dependency_key=... / manager_dependency_key=...) another name")  # fmt: skip
+        if any(is_litestar_session_middleware(entry) for entry in app_config.middleware):
+            raise ConfigurationError(
+                "Litestar's own session middleware (ServerSideSessionConfig, CookieBackendConfig, or SessionAuth "
+                "with one of them) would replace request.session: remove it, or give SessionAuth "
+                "session_backend_config=plugin.session_auth_backend()"
+            )
         manager = self.manager
 
         def provide_manager() -> AsyncSessionManager:
@@ -247,6 +253,15 @@ class ServerSessionPlugin(InitPlugin):
             app_config.on_shutdown.append(self._close_store)
         return app_config
 
+    def session_auth_backend(self) -> SessionAuthBackendConfig:
+        """The ``session_backend_config`` for Litestar's ``SessionAuth``: its session is ours.
+
+        ``SessionAuth(retrieve_user_handler=..., session_backend_config=plugin.session_auth_backend())``
+        keeps Litestar's authentication middleware (``request.user``, ``exclude``)
+        over the session this plugin loaded and saves.
+        """
+        return SessionAuthBackendConfig(key=self.manager.config.cookie_name or "session")
+
     async def _close_store(self) -> None:
         await self.manager.store.aclose()
 
@@ -257,10 +272,16 @@ def _provide_session(scope: Scope) -> Session:
 
 
 def _full_path(scope: Any) -> str:
-    """The request's path with the mount prefix, which Litestar's router strips from ``scope["path"]``."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path") or ""
-    return root.rstrip("/") + path if root else path
+    """The request's full path: Litestar's router strips the mount prefix (``root_path``)
+    from ``scope["path"]``, and a mounted ASGI app's prefix too; the guard's path lists
+    (``csrf_exempt_paths``, ``json_only_paths``) name full paths."""
+    root: str = (scope.get("root_path") or "").rstrip("/")
+    handler = scope.get("route_handler")
+    if getattr(handler, "is_mount", False) and scope.get("raw_path"):
+        path = unquote(scope["raw_path"].partition(b"?")[0].decode("latin-1"))  # the prefix is cut from path
+        return path if not root or path.startswith(root + "/") else root + path
+    routed: str = scope["path"]
+    return root + routed
 
 
 def _adopt(scope: Any, session: Session) -> None:
