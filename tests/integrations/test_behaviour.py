@@ -124,15 +124,24 @@ def test_logout_invalidates_the_old_cookie(live_app: LiveApp) -> None:
 
 
 def test_idle_timeout_ends_unused_sessions_and_use_renews(live_app: LiveApp) -> None:
-    idle, busy = live_app.browser(), live_app.browser()
-    idle.post("/set/a", 1)
-    busy.post("/set/a", 2)
-    idle_id, busy_id = idle.session_id, busy.session_id
-    time.sleep(1.2)
-    assert busy.value("a") == 2  # a read renews the idle deadline
-    time.sleep(1.3)
-    assert live_app.browser(idle_id).value("a") is None  # 2.5 s unused > 2 s idle timeout
-    assert live_app.browser(busy_id).value("a") == 2  # 1.3 s since its last use
+    # The timings are checked, not assumed: on a loaded machine a request can take
+    # long enough to void the scenario, which is then run again (at most 3 times).
+    for _ in range(3):
+        idle, busy = live_app.browser(), live_app.browser()
+        idle.post("/set/a", 1)
+        idle_used = time.monotonic()
+        busy.post("/set/a", 2)
+        idle_id, busy_id = idle.session_id, busy.session_id
+        time.sleep(1.2)
+        assert busy.value("a") == 2  # a read renews the idle deadline
+        busy_used = time.monotonic()
+        time.sleep(max(0.0, idle_used + 2.5 - time.monotonic()))
+        assert live_app.browser(idle_id).value("a") is None  # >= 2.5 s unused > 2 s idle timeout
+        if time.monotonic() - busy_used > 1.7:
+            continue  # too slow to tell a renewed session from an expired one: try again
+        assert live_app.browser(busy_id).value("a") == 2  # < 2 s since its last use
+        return
+    pytest.skip("the machine was too slow for a 2 s idle timeout three times in a row")
 
 
 def test_concurrent_increments_lose_nothing(live_app: LiveApp) -> None:

@@ -59,12 +59,17 @@ def timeline(short_demo: TunedDemo) -> None:
     assert me_status(short_demo, busy_id) == 200 and me_status(short_demo, idle_id) == 200
     idle_from = time.monotonic() - start  # the last use of the idle session: its idle clock runs from here
     busy_ended_at = None
+    busy_done = time.monotonic() - start  # when the busy session's last use came back
+    stalled = False  # the machine stalled longer than the idle timeout between two uses
     with raw_client(short_demo, busy_id) as busy, raw_client(short_demo, idle_id) as idle:
         while time.monotonic() - start < deadline_hi + 1.5:
             began = time.monotonic() - start  # judge by when the request was sent, not when it came back
             status = busy.get("/api/me").status_code
             ended = time.monotonic() - start
-            if ended < deadline_lo - MARGIN:
+            if status != 200 and began - busy_done > IDLE - MARGIN:
+                stalled = True  # it idled out, rightly: the absolute deadline can't be judged this run
+            busy_done = ended
+            if ended < deadline_lo - MARGIN and not stalled:
                 assert status == 200, f"busy session refused at {ended:.2f}s, before its absolute deadline"
                 ttl = redis_ttl(short_demo, busy_id)
                 if ttl is not None:  # the store's own expiry never passes the absolute deadline
@@ -82,9 +87,13 @@ def timeline(short_demo: TunedDemo) -> None:
                 if old is not None:
                     assert me_status(short_demo, old) == 401
             time.sleep(0.3)
-    assert busy_ended_at is not None and deadline_lo - 2 * MARGIN <= busy_ended_at <= deadline_hi + 1.0
+    assert busy_ended_at is not None
+    if not stalled:
+        assert deadline_lo - 2 * MARGIN <= busy_ended_at <= deadline_hi + 1.0
     for session_id in (pre_sign_in, idle_id, busy_id):
         assert me_status(short_demo, session_id) == 401
         assert not store_has(short_demo.store_url, session_id)
         with raw_client(short_demo, session_id) as client:
             assert client.get("/api/cart").json() == {"items": {}, "count": 0}
+    if stalled:
+        pytest.skip("the machine stalled past the idle timeout between two uses: absolute deadline not judged")
