@@ -6,7 +6,7 @@ behaviour suite's (``test_behaviour.py`` runs it against ``apps/behaviour_litest
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import WebSocketDisconnect
 from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.params import FromPath
+from litestar.response import Stream
 from litestar.security.session_auth import SessionAuth
 from litestar.testing import TestClient
 
@@ -233,6 +234,28 @@ def test_a_url_store_is_opened_and_closed_with_the_app(tmp_path: Any) -> None:
         start(client, "kept")
         assert client.get("/read").json()["value"] == "kept"
     assert (tmp_path / "s.sqlite3").exists()
+
+
+@get("/stream")
+async def stream(session: NamedDependency[Session]) -> Stream:
+    session["streamed"] = session.get("streamed", 0) + 1  # read too: the response varies on the cookie
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(3):
+            yield f"chunk{i}\n".encode()
+
+    return Stream(body(), headers={"Vary": "Accept-Language"})
+
+
+def test_a_stream_keeps_its_body_and_headers_and_is_saved_before_it(store: FlakyStore) -> None:
+    app = Litestar(route_handlers=[*HANDLERS, stream],
+                   plugins=[ServerSessionPlugin(store, SessionConfig(cookie_secure=False))])  # fmt: skip
+    with TestClient(app) as client:
+        response = client.get("/stream")
+        assert response.text == "chunk0\nchunk1\nchunk2\n" and "set-cookie" in response.headers
+        assert {v.strip().lower() for v in ",".join(response.headers.get_list("vary")).split(",")} >= {
+            "accept-language", "cookie"}  # fmt: skip
+        assert client.get("/keys").json() == ["streamed"]
 
 
 # -- CSRF through the guard, exempt by the route's opt ----------------------------------------
