@@ -31,8 +31,8 @@ from .manager import AsyncSessionManager, SessionManager
 from .stores import AsyncStore, MemoryStore, SQLiteStore, Store, open_store
 
 if TYPE_CHECKING:
-    from .stores.postgres import PostgresStore
-    from .stores.redis import RedisStore
+    from .stores.postgres import PostgresStore as PostgresStore
+    from .stores.redis import RedisStore as RedisStore
 
 __version__ = "0.1.0"
 
@@ -49,6 +49,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+# The lazy stores are public (``from serversession import RedisStore``) but left out
+# of __all__: ``from serversession import *`` would import their drivers.
 __all__ = [
     "AsyncSessionManager",
     "AsyncStore",
@@ -61,9 +67,7 @@ __all__ = [
     "MemoryStore",
     "NotSerializableError",
     "Outcome",
-    "PostgresStore",
     "ReauthenticationRequired",
-    "RedisStore",
     "SQLiteStore",
     "SaveResult",
     "Session",
