@@ -21,6 +21,14 @@ Expired rows are purged by ``serversession gc`` and, opportunistically, 50 at a
 time on every 64th create, through the index on ``expires_at``. The async face
 runs the driver in a worker thread (see :mod:`._threaded`); each thread keeps its
 own connection.
+
+Every connection the store opens is closed by the store: a finished thread's when
+the next thread opens one, all of them by :meth:`SQLiteStore.close`, and, for a
+store dropped without ``close()``, when it is garbage-collected or the interpreter
+exits (Python 3.13 warns about a connection left to the garbage collector). The
+one exception is a forked child: connections it inherited are the parent's, and
+SQLite forbids even closing them there (``sqlite3_close`` may clean up files the
+parent still uses), so the child keeps them, untouched, and opens its own.
 """
 
 from __future__ import annotations
@@ -89,6 +97,54 @@ def _expiry(expires_at: float | None, default: float | None) -> float | None:
     return default if expires_at is None else checked_expiry(expires_at) or default
 
 
+#: Connections a forked child inherited from its parent: kept referenced, never used or
+#: closed, so neither ``close()`` nor the garbage collector finalizes them in the child.
+_INHERITED: list[sqlite3.Connection] = []
+
+
+class _Connections:
+    """Every thread's connection to one store's file, with the thread that owns it (weakly).
+
+    Kept apart from the store so the store's finalizer can close them without
+    holding the store alive.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.open: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
+
+    def forked(self) -> bool:
+        """True once, in a forked child: the parent's connections are set aside there."""
+        if os.getpid() == self.pid:
+            return False
+        with self.lock:
+            _INHERITED.extend(conn for _, conn in self.open)
+            self.open, self.pid = [], os.getpid()
+        return True
+
+    def add(self, conn: sqlite3.Connection) -> None:
+        """Keep ``conn`` as the current thread's; close those of threads that ended."""
+        with self.lock:
+            alive = []
+            for thread, other in self.open:
+                owner = thread()
+                if owner is not None and owner.is_alive():
+                    alive.append((thread, other))
+                else:
+                    other.close()
+            alive.append((weakref.ref(threading.current_thread()), conn))
+            self.open = alive
+
+    def close_all(self) -> None:
+        """Close every thread's connection (in a forked child, only the child's own)."""
+        self.forked()
+        with self.lock:
+            for _, conn in self.open:
+                conn.close()
+            self.open = []
+
+
 class SQLiteStore(ThreadedAsyncFace):
     """Session store in one SQLite file (``path``), created on first use.
 
@@ -108,13 +164,13 @@ class SQLiteStore(ThreadedAsyncFace):
         self._busy_ms = int(busy_timeout * 1000)
         self._clock = clock
         self._local = threading.local()
-        # Every thread's connection with its thread (weakly): a thread that ended has its
-        # connection closed when another opens one, so thread-per-request servers do not
-        # leak a file descriptor pair per thread.
-        self._all: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
-        self._all_lock = threading.Lock()
+        # A thread that ended has its connection closed when another opens one, so
+        # thread-per-request servers do not leak a file descriptor pair per thread.
+        self._connections = _Connections()
+        # A store dropped without close() still closes what it opened (the finalizer
+        # holds the connections, not the store, and also runs at interpreter exit).
+        self._finalizer = weakref.finalize(self, self._connections.close_all)
         self._creates = 0
-        self._pid = os.getpid()
         # Create the schema now, so configuration errors surface at start-up, but keep no
         # connection open: a server that forks its workers after this (gunicorn --preload)
         # must not hand them an open SQLite connection, which loses their writes.
@@ -123,11 +179,12 @@ class SQLiteStore(ThreadedAsyncFace):
 
     # -- connections -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        if os.getpid() != self._pid:  # forked: the parent's connections are not ours to use or close
-            self._pid, self._local, self._all = os.getpid(), threading.local(), []
+        if self._connections.forked():  # the parent's connections are not ours to use or close
+            self._local = threading.local()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
+        conn = None
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
@@ -137,21 +194,14 @@ class SQLiteStore(ThreadedAsyncFace):
             self._wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:  # opened but unusable: not left for the garbage collector
+                conn.close()
             raise StoreUnavailableError(
                 f"cannot open SQLite store {self.path!r}: {exc}", store="sqlite", operation="connect"
             ) from exc
         self._local.conn = conn
-        with self._all_lock:
-            alive = []
-            for thread, other in self._all:
-                owner = thread()
-                if owner is not None and owner.is_alive():
-                    alive.append((thread, other))
-                else:
-                    other.close()
-            alive.append((weakref.ref(threading.current_thread()), conn))
-            self._all = alive
+        self._connections.add(conn)
         return conn
 
     def _wal(self, conn: sqlite3.Connection) -> None:
@@ -365,9 +415,6 @@ class SQLiteStore(ThreadedAsyncFace):
         self._run("ping", lambda conn: conn.execute("SELECT 1").fetchone())
 
     def close(self) -> None:
-        """Close every thread's connection."""
-        with self._all_lock:
-            for _, conn in self._all:
-                conn.close()
-            self._all.clear()
+        """Close every thread's connection (a forked child leaves its parent's alone)."""
+        self._connections.close_all()
         self._local = threading.local()
