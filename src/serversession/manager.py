@@ -1,9 +1,11 @@
 """Thin sync and async managers that carry out the lifecycle's plans.
 
 :mod:`serversession.core.lifecycle` decides; a manager only runs each plan
-against its store: ``SessionManager`` calls the sync face, ``AsyncSessionManager``
-awaits the ``a``-prefixed async face. That is the whole difference between them,
-so no rule about sessions is written twice.
+against its store: each typed step (:mod:`serversession.core.steps`) carries
+itself out, ``SessionManager`` on the sync face (``step.call(store)``),
+``AsyncSessionManager`` on the ``a``-prefixed async face (``await step.acall(store)``);
+events go to the listeners. That is the whole difference between them, so no
+rule about sessions is written twice.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from .core import lifecycle
 from .core.config import SessionConfig
 from .core.events import SessionEvent
 from .core.guard import RequestGuard
-from .core.lifecycle import Plan, SaveResult, SessionInfo
+from .core.lifecycle import SaveResult, SessionInfo
 from .core.session import Session
+from .core.steps import Emit, Plan
 from .core.transport import IncomingToken, read_token
 from .stores.base import AsyncStore, Store
 
@@ -32,8 +35,6 @@ T = TypeVar("T")
 log = logging.getLogger("serversession")
 
 
-#: Async spelling of each store call, computed once rather than per call.
-_ASYNC_NAMES = {n: "a" + n for n in ("load", "create", "commit", "rotate", "delete", "list_user", "purge_expired")}
 Listener = Callable[[SessionEvent], Any]
 #: How many sessions' last ``modify`` results a manager keeps beyond those in use.
 _RECENT_GATES = 1024
@@ -44,15 +45,14 @@ StoreObserver = Callable[[str, str, float, BaseException | None], None]
 def run_sync(plan: Plan[T], store: Store, emit: Callable[[SessionEvent], None] | None = None) -> T:
     """Carry out ``plan`` with blocking calls on ``store``; events go to ``emit``."""
     try:
-        name, args = next(plan)
+        step = next(plan)
         while True:
-            if name == "emit":
+            if isinstance(step, Emit):
                 if emit is not None:
-                    emit(args[0])
-                result = None
+                    emit(step.event)
+                step = plan.send(None)
             else:
-                result = getattr(store, name)(*args)
-            name, args = plan.send(result)
+                step = plan.send(step.call(store))
     except StopIteration as done:
         value: T = done.value
         return value
@@ -63,15 +63,14 @@ async def run_async(
 ) -> T:
     """Carry out ``plan`` awaiting the ``a``-prefixed calls of ``store``; events go to ``emit``."""
     try:
-        name, args = next(plan)
+        step = next(plan)
         while True:
-            if name == "emit":
+            if isinstance(step, Emit):
                 if emit is not None:
-                    await emit(args[0])
-                result = None
+                    await emit(step.event)
+                step = plan.send(None)
             else:
-                result = await getattr(store, _ASYNC_NAMES.get(name) or "a" + name)(*args)
-            name, args = plan.send(result)
+                step = plan.send(await step.acall(store))
     except StopIteration as done:
         value: T = done.value
         return value

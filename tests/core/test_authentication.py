@@ -19,6 +19,7 @@ from serversession.core.codec import SessionMeta
 from serversession.core.events import EventKind, SessionEvent
 from serversession.core.guard import refusal_for_error
 from serversession.core.session import Session
+from serversession.core.steps import Create, ListUser
 from serversession.core.transport import IncomingToken
 
 
@@ -113,10 +114,10 @@ def test_without_a_manager_the_save_stamps_the_time(config: SessionConfig, clock
     assert s.authenticated_at is None  # not yet: no clock at hand
     s.require_recent_auth(0, now=clock.now + 5)  # it authenticated in this very request
     plan = lifecycle.save(s, clock.now + 1)
-    call = next(plan)
+    step = next(plan)
     while True:
         try:
-            call = plan.send(True if call[0] == "create" else [] if call[0] == "list_user" else None)
+            step = plan.send(True if isinstance(step, Create) else [] if isinstance(step, ListUser) else None)
         except StopIteration:
             break
     assert s.authenticated_at == utc(round(clock.now + 1, 3))

@@ -3,11 +3,11 @@
 Every decision about a session lives in this module: whether a token is
 believable, whether a stored session has timed out, whether this request must
 create, commit, renew, rotate or delete it, and what cookie the response gets.
-The functions here are *plans*: generators that ``yield`` store calls
-``(method, args)`` and receive their results. :class:`~serversession.SessionManager`
-runs a plan against a sync store, :class:`~serversession.AsyncSessionManager`
-against an async one (``a``-prefixed methods); neither decides anything. Tests
-drive plans with a fake clock and a dict.
+The functions here are *plans*: generators that yield typed steps (:mod:`.steps`:
+``stored = yield from Load(key).ask()``, ``yield Emit(event)``) and receive their
+answers. :class:`~serversession.SessionManager` runs a plan against a sync
+store, :class:`~serversession.AsyncSessionManager` against an async one; neither
+decides anything. Tests drive plans with a fake clock and a dict.
 
 Rules (everything that changes a session's fate must live in this file):
 
@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import copy
 import secrets
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -59,14 +59,12 @@ from .codec import SessionMeta, decode_value, encode_meta, encode_meta_fields, e
 from .config import SessionConfig
 from .events import EventKind, SessionEvent
 from .ids import new_session_id, public_handle, storage_key
-from .records import COMMITTED, TAKEN, Commit, CommitResult, Outcome, StoredSession, UserCap
+from .records import COMMITTED, TAKEN, Commit, CommitResult, Outcome, UserCap
 from .session import Session
+from .steps import Apply, Create, Delete, Emit, ListUser, Load, Plan, Rotate
 from .transport import IncomingToken, printable, session_id_from_token, set_cookie, token_for_client
 
 T = TypeVar("T")
-#: A store call: the method name (sync spelling) and its arguments.
-Call = tuple[str, tuple[Any, ...]]
-Plan = Generator[Call, Any, T]
 
 _MAX_MOVES = 3
 _CREATE_ATTEMPTS = 3
@@ -133,10 +131,14 @@ def deadlines(config: SessionConfig, meta: SessionMeta) -> tuple[float, float]:
     the application set if earlier; the idle deadline is ``last_seen_at`` plus
     :func:`idle_window`, never past the absolute one.
     """
-    absolute = meta.created_at + config.absolute_timeout
-    if meta.ends_at is not None and meta.ends_at < absolute:
-        absolute = meta.ends_at
+    absolute = _absolute_deadline(config, meta)
     return min(meta.last_seen_at + idle_window(config, meta), absolute), absolute
+
+
+def _absolute_deadline(config: SessionConfig, meta: SessionMeta) -> float:
+    absolute = meta.created_at + config.absolute_timeout
+    ends_at = meta.ends_at
+    return ends_at if ends_at is not None and ends_at < absolute else absolute
 
 
 def is_expired(config: SessionConfig, meta: SessionMeta, now: float) -> bool:
@@ -194,7 +196,9 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
             yield _event(EventKind.REFUSED, now, reason="the session cookie was sent more than once")
         return new_session(config, token, now, user_agent, ip)
     key = storage_key(session_id)
-    stored: StoredSession | None = yield ("load", (key,))
+    # The one step of every request: answer() types it as ask() does, without ask()'s generator.
+    step = Load(key)
+    stored = step.answer((yield step))
     if stored is None:
         # Stores with native expiry drop a timed-out session themselves, so an
         # unknown ID of ours reads as "your session ended" (timed out or revoked).
@@ -203,7 +207,7 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
     if stored.ended is not None:  # ended by the store (the per-user cap): say why; REVOKED was emitted then
         return new_session(config, token, now, user_agent, ip, expired=True, ended_because=stored.ended)
     if is_expired(config, stored.meta, now):
-        yield ("delete", (key,))
+        yield from Delete(key).ask()
         reason = "absolute timeout" if now >= deadlines(config, stored.meta)[1] else "idle timeout"
         yield _event(EventKind.EXPIRED, now, key, stored.meta.user, reason)
         return new_session(config, token, now, user_agent, ip, expired=True)
@@ -288,7 +292,7 @@ def modify(
         # The limit holds here too (measured against this request's copy of the other keys).
         session._check_size(key, len(key) + len(encoded) + session._base_size(exclude=key))
         commit = Commit(set_data={key: encoded}, expect={key: expected})
-        result: CommitResult = yield ("commit", (target, commit))
+        result = yield from Apply(target, commit).ask()
         if result.outcome is Outcome.OK:
             session.accept(key, encoded, value)
             return value
@@ -305,7 +309,7 @@ def list_sessions(
     config: SessionConfig, user: str, now: float, current: Session | None = None
 ) -> Plan[list[SessionInfo]]:
     """Plan: the live sessions of ``user``, oldest first, without secrets."""
-    stored: list[StoredSession] = yield ("list_user", (user,))
+    stored = yield from ListUser(user).ask()
     current_key = current.key if current is not None else None
     infos = []
     for s in stored:
@@ -332,7 +336,7 @@ def list_sessions(
 
 def revoke(config: SessionConfig, user: str, handle: str, now: float, reason: str = "revoked") -> Plan[bool]:
     """Plan: end the session of ``user`` whose public handle is ``handle``."""
-    stored: list[StoredSession] = yield ("list_user", (user,))
+    stored = yield from ListUser(user).ask()
     for s in stored:
         if s.meta.user == user and public_handle(s.key) == handle:
             ended = yield from _delete_following_moves(s.key)
@@ -347,7 +351,7 @@ def revoke_user(
     config: SessionConfig, user: str, now: float, keep: Session | None = None, reason: str = "revoked"
 ) -> Plan[int]:
     """Plan: end every session of ``user`` except ``keep``; return how many ended."""
-    stored: list[StoredSession] = yield ("list_user", (user,))
+    stored = yield from ListUser(user).ask()
     keep_key = keep.key if keep is not None else None
     ended = 0
     done: set[str] = set()
@@ -397,15 +401,15 @@ def _void_sign_ins_before(config: SessionConfig, user: str, now: float, reason: 
     compare-and-set on its time, as ``modify`` does)."""
     key, owner = credentials.key(user), credentials.owner(user)
     for _ in range(config.modify_attempts):
-        found: list[StoredSession] = yield ("list_user", (owner,))
+        found = yield from ListUser(owner).ask()
         marker = credentials.find(found, user)
         if marker is None:
-            if (yield ("create", (key, credentials.commit(config, user, now, reason)))):
+            if (yield from Create(key, credentials.commit(config, user, now, reason)).ask()):
                 return
             continue  # written meanwhile: read it again
         if marker[0] >= now:
             return  # a later change is already recorded
-        result: CommitResult = yield ("commit", (key, credentials.commit(config, user, now, reason, marker[2])))
+        result = yield from Apply(key, credentials.commit(config, user, now, reason, marker[2])).ask()
         if result.outcome is Outcome.OK:
             return
     raise ConcurrentUpdateError(f"the credential-change marker changed {config.modify_attempts} times under us")
@@ -415,7 +419,7 @@ def _bind_voided(session: Session, key: str, now: float) -> Plan[bool]:
     """After a write that bound ``session.user`` at ``key``: end it if the user changed
     a credential after this request was loaded (rule 8); True if it was ended."""
     user = session.meta.user or ""
-    found: list[StoredSession] = yield ("list_user", (credentials.owner(user),))
+    found = yield from ListUser(credentials.owner(user)).ask()
     marker = credentials.find(found, user)
     if marker is None or session.loaded_at >= marker[0]:
         return False
@@ -431,7 +435,7 @@ def _event(
     user: str | None = None,
     reason: str = "",
     previous: str | None = None,
-) -> Call:
+) -> Emit:
     event = SessionEvent(
         kind,
         now,
@@ -440,7 +444,7 @@ def _event(
         reason,
         public_handle(previous) if previous else None,
     )
-    return ("emit", (event,))
+    return Emit(event)
 
 
 def user_cap(config: SessionConfig) -> UserCap | None:
@@ -463,7 +467,7 @@ def _bound(config: SessionConfig, result: CommitResult, user: str | None, now: f
 
 def _expires_at(config: SessionConfig, meta: SessionMeta, now: float) -> float:
     """The store expiry of a session renewed at ``now``: its idle deadline from now."""
-    return min(now + idle_window(config, meta), deadlines(config, meta)[1])
+    return min(now + idle_window(config, meta), _absolute_deadline(config, meta))
 
 
 def _expire(session: Session, now: float) -> Plan[SaveResult]:
@@ -516,7 +520,7 @@ def _commit_following_moves(key: str, commit: Commit) -> Plan[tuple[CommitResult
     """Commit, following rotation markers; also say whether a marker was followed."""
     moved = False
     for _ in range(_MAX_MOVES):
-        result: CommitResult = yield ("commit", (key, commit))
+        result = yield from Apply(key, commit).ask()
         if result.outcome is not Outcome.MOVED or not result.moved_to:
             return result, moved
         key, moved = result.moved_to, True
@@ -531,9 +535,9 @@ def _delete_following_moves(key: str) -> Plan[str | None]:
     miss the session under its new key. An empty commit reveals where it went.
     """
     for _ in range(_MAX_MOVES):
-        if (yield ("delete", (key,))):
+        if (yield from Delete(key).ask()):
             return key
-        probe: CommitResult = yield ("commit", (key, Commit()))
+        probe = yield from Apply(key, Commit()).ask()
         if probe.outcome is not Outcome.MOVED or not probe.moved_to:
             return None
         key = probe.moved_to
@@ -558,7 +562,7 @@ def _create(session: Session, now: float) -> Plan[SaveResult]:
     for _ in range(_CREATE_ATTEMPTS):
         session_id = new_session_id()
         key = storage_key(session_id)
-        created: CommitResult | bool = yield ("create", (key, commit))
+        created = yield from Create(key, commit).ask()
         if isinstance(created, bool):  # a store written before create answered a CommitResult
             created = COMMITTED if created else TAKEN
         if created.outcome is Outcome.TAKEN:
@@ -602,7 +606,7 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
     )
     session_id = new_session_id()
     key = storage_key(session_id)
-    result: CommitResult = yield ("rotate", (old_key, key, commit, config.rotation_grace))
+    result = yield from Rotate(old_key, key, commit, config.rotation_grace).ask()
     if result.outcome is Outcome.MOVED and result.moved_to:
         # A concurrent request rotated first: its response carries the new ID;
         # ours only forwards its changes there, the user and the expiry only if this
