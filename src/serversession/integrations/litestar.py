@@ -88,7 +88,8 @@ def get_session(connection: Any) -> Session:
     """Return this request's :class:`Session` from a Litestar ``Request``, ``WebSocket`` or ASGI scope.
 
     Raises ``LookupError`` when :class:`ServerSessionPlugin` (or its middleware)
-    is not installed, or the route was excluded from it.
+    is not installed, or the request did not go through it (an exception handler
+    answering a 404 or 405: Litestar runs middleware only for a matched route).
     """
     scope = getattr(connection, "scope", connection)
     session = scope.get(SCOPE_KEY) if isinstance(scope, Mapping) else None
