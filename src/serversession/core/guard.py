@@ -62,7 +62,10 @@ REAUTH_MESSAGE = (
     "re-authentication required: this action needs a recent sign-in; prove who you are again "
     "(e.g. POST your password again) and retry"
 )
-_EXEMPT_HINT = "exempt a route with SessionConfig(csrf_exempt_paths=[...]) (Flask: @serversession.flask.csrf_exempt)"
+_EXEMPT_HINT = (
+    "exempt a route with SessionConfig(csrf_exempt_paths=[...]) or your framework's own marker (Flask, Quart, aiohttp: "
+    "@csrf_exempt; Litestar: opt={\"csrf_exempt\": True}; Django: @csrf_exempt); see docs/integrations.md"
+)
 
 
 @dataclass(frozen=True, slots=True)
