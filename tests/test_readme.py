@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +14,18 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
 def example(heading: str, **replace: str) -> dict[str, Any]:
-    """Execute the first python block after ``heading``; return its namespace."""
+    """Execute the first python block after ``heading``; return its namespace (a module's,
+    registered in ``sys.modules``: Litestar resolves handler annotations through it)."""
     section = README.split(f"## {heading}", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code, heading
     source = re.sub(r'"(redis|sqlite)[^"]*"', '"memory://"', code.group(1))
     for old, new in replace.items():
         source = source.replace(old, new)
-    namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(source, f"README:{heading}", "exec"), namespace)
-    return namespace
+    module = types.ModuleType("readme_example")
+    sys.modules[module.__name__] = module
+    exec(compile(source, f"README:{heading}", "exec"), module.__dict__)
+    return module.__dict__
 
 
 def test_fastapi_example() -> None:
@@ -64,3 +68,30 @@ def test_wsgi_example() -> None:
 
     client = Client(example("Plain WSGI (Bottle, Falcon, Pyramid…)")["application"])
     assert client.get("/").get_data() == b"visit 1"
+
+
+def test_litestar_example() -> None:
+    from litestar.testing import TestClient as LitestarClient
+
+    namespace = example("Litestar", **{"SessionConfig()": "SessionConfig(cookie_secure=False)"})
+    with LitestarClient(namespace["app"]) as client:
+        assert client.post("/login", json={"name": "ana"}).status_code == 403  # no CSRF token
+        token = client.get("/csrf").json()["csrf_token"]
+        signed_in = client.post("/login", json={"name": "ana"}, headers={"X-CSRF-Token": token})
+        assert signed_in.status_code == 201, signed_in.text
+        assert signed_in.json()["csrf_token"] != token  # rotated at sign-in
+        assert "session=" in signed_in.headers.get("set-cookie", "")  # the new ID
+
+
+def test_quart_example() -> None:
+    import asyncio
+
+    namespace = example("Quart", **{'store="memory://"': 'store="memory://", cookie_secure=False'})
+    app = namespace["app"]
+
+    async def scenario() -> None:
+        client = app.test_client()
+        bare = await client.post("/login", form={"username": "ana"})
+        assert bare.status_code == 403 and "csrf_token" in (await bare.get_json())["error"]
+
+    asyncio.run(scenario())
