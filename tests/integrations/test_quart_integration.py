@@ -20,7 +20,16 @@ import httpx
 import pytest
 from flaky_store import FlakyStore
 from live_apps import serve, session_cookie
-from quart import Quart, flash, get_flashed_messages, render_template_string, request, session, websocket
+from quart import (
+    Quart,
+    flash,
+    get_flashed_messages,
+    render_template_string,
+    request,
+    request_finished,
+    session,
+    websocket,
+)
 from quart.testing import QuartClient, WebsocketResponseError
 
 from servers import RedisServer
@@ -356,6 +365,113 @@ async def test_a_websocket_gets_the_session_read_only_and_a_cross_site_handshake
         async with client.websocket("/ws", headers={"Origin": "https://evil.example"}) as ws:
             await ws.receive()
     assert refused.value.response.status_code == 403
+
+
+@pytest.mark.anyio
+async def test_csrf_exempt_on_a_websocket_leaves_its_handshake_screened(store: FlakyStore) -> None:
+    """``@csrf_exempt`` turns off the CSRF and cross-site checks of an HTTP view (a webhook).
+    A handshake has no CSRF token to skip, so on a WebSocket the mark would only turn off
+    the Origin screen, letting any site open the socket with the user's cookie: it is not
+    taken there."""
+    app = make_app(store)
+
+    @app.websocket("/exempt-ws")
+    @serversession_quart.csrf_exempt
+    async def exempt_ws() -> None:
+        await websocket.accept()
+        await websocket.send(str(session.get("a")))
+
+    client = app.test_client()
+    await client.post("/set", form={"a": "1", "csrf_token": await csrf(client)})
+    async with client.websocket("/exempt-ws", headers={"Origin": f"http://{HOST}"}) as ws:
+        assert await ws.receive() == "1"
+    with pytest.raises(WebsocketResponseError) as refused:
+        async with client.websocket("/exempt-ws", headers={"Origin": "https://evil.example"}) as ws:
+            await ws.receive()
+    assert refused.value.response.status_code == 403
+
+
+@pytest.mark.xfail(strict=True, reason="kit.abegin skips CSRF for any method spelled WEBSOCKET; fixed when "
+                   "the kit takes a handshake flag and open_session passes it (websocket=...)")  # fmt: skip
+@pytest.mark.anyio
+async def test_an_http_request_whose_method_is_websocket_still_needs_the_csrf_token(store: FlakyStore) -> None:
+    """A client may spell an HTTP method ``WEBSOCKET`` (uvicorn's h11 passes it on); only the
+    ASGI scope's type says what a handshake is, and a route that takes the method is written
+    to like any other."""
+    app = make_app(store)
+
+    @app.route("/anything", methods=["POST", "WEBSOCKET"])
+    async def anything() -> str:
+        session["written"] = True
+        return "written"
+
+    client = app.test_client()
+    await client.post("/set", form={"a": "1", "csrf_token": await csrf(client)})
+    assert (await client.post("/anything")).status_code == 403
+    assert (await client.open("/anything", method="WEBSOCKET")).status_code == 403
+
+
+# -- saved once --------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_failure_after_the_save_gives_the_500_page_the_saved_cookie_without_saving_again() -> None:
+    """Quart runs ``process_response`` again for its 500 page when something after the save
+    fails (here a ``request_finished`` receiver), and so ``save_session`` twice. The session
+    is written once; the 500 page carries the cookie of that save, so a sign-in that rotated
+    the ID does not leave the browser on the old, deleted one."""
+    store = CountingStore()
+    app = make_app(store)
+    failing = {"on": False}
+
+    @app.post("/sign-in")
+    async def sign_in() -> str:
+        session["user"] = "ana"
+        ours.rotate()
+        return "signed in"
+
+    async def receiver(sender: Any, response: Any, **extra: Any) -> None:
+        if failing["on"]:
+            raise RuntimeError("a receiver failed")
+
+    request_finished.connect(receiver, app)
+    client = app.test_client()
+    await client.post("/set", form={"a": "1", "csrf_token": await csrf(client)})
+    before, token = cookie(client), await csrf(client)
+    failing["on"] = True
+    writes = store.writes
+    page = await client.post("/sign-in", headers={"X-CSRF-Token": token})
+    assert page.status_code == 500
+    assert store.writes == writes + 1  # one save, not two
+    assert session_cookie_of(page) not in (None, before)
+    assert page.headers["Cache-Control"] == "no-store"
+    failing["on"] = False
+    assert (await (await client.get("/show")).get_json())["data"] == {"a": "1", "user": "ana"}
+
+
+class CountingStore(FlakyStore):
+    """Counts the writes (create, commit, rotate) the saves make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def create(self, key: str, commit: Any) -> Any:
+        self.writes += 1
+        return super().create(key, commit)
+
+    def commit(self, key: str, commit: Any) -> Any:
+        self.writes += 1
+        return super().commit(key, commit)
+
+    def rotate(self, old_key: str, new_key: str, commit: Any, grace: float) -> Any:
+        self.writes += 1
+        return super().rotate(old_key, new_key, commit, grace)
+
+
+def session_cookie_of(response: Any) -> str | None:
+    found = [v for v in response.headers.get_all("Set-Cookie") if v.startswith("session=")]
+    return found[0].split(";", 1)[0].split("=", 1)[1] if found else None
 
 
 # -- async all the way -----------------------------------------------------------------------

@@ -47,7 +47,8 @@ session, 401 ``{"error": ..., "reauth_required": true}`` for ``require_recent_au
 Changes made while a streamed body is being sent are not saved.
 
 WebSocket handshakes are screened like unsafe requests (cross-site WebSocket
-hijacking rides on the cookie); the session is read-only there, nothing is saved.
+hijacking rides on the cookie), ``@csrf_exempt`` or not; the session is read-only
+there, nothing is saved.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class QuartSession(FlaskSession):
         self.opened = opened
         #: A WebSocket's session is read-only: nothing is saved for it.
         self.websocket = websocket
+        #: What the save decided (headers to add, or the refusal), once it ran.
+        self.outcome: list[tuple[str, str]] | kit.Refusal | None = None
 
     def __repr__(self) -> str:
         return f"<QuartSession handle={self.raw.handle!r} keys={sorted(self.raw)!r}>"
@@ -157,7 +160,9 @@ class ServerSessionInterface(SessionInterface):
             request.scheme,
             kit.pick_headers(request.headers.items()),
             client[0] if client else None,
-            exempt=method not in csrf.SAFE_METHODS and _route_exempt(app, request),
+            # @csrf_exempt is for HTTP views (webhooks): on a WebSocket it would only turn off
+            # the Origin screen, the one defence a handshake has against cross-site hijacking.
+            exempt=not websocket and method not in csrf.SAFE_METHODS and _route_exempt(app, request),
             form_token=form_token,
             multipart=True,
         )
@@ -172,15 +177,27 @@ class ServerSessionInterface(SessionInterface):
     async def save_session(
         self, app: Quart, session: SessionMixin, response: Response | WerkzeugResponse | None
     ) -> None:
-        """Write what the request changed and add the kit's headers; a refusal replaces the response."""
+        """Write what the request changed and add the kit's headers; a refusal replaces the response.
+
+        Quart saves again when something after the save fails (a ``request_finished``
+        receiver): its 500 page then gets the first save's headers (the cookie of a
+        rotated session, or the same refusal), which a second save, finding nothing
+        left to write, would not give: the browser would keep the old, deleted ID.
+        """
         if not isinstance(session, QuartSession) or session.websocket or response is None:
             return
-        added = await kit.afinish(self.manager, session.opened, response.headers.keys())
+        if session.outcome is None:
+            # Decided without the response's headers, so a later page decides Cache-Control for itself.
+            session.outcome = await kit.afinish(self.manager, session.opened)
+        added = session.outcome
         if isinstance(added, kit.Refusal):
             _become(response, added)
             return
         headers = response.headers
+        own_cache_control = "Cache-Control" in headers
         for name, value in added:
+            if name == "Cache-Control" and own_cache_control:
+                continue  # the app chose its own (kit.response_headers keeps it the same way)
             headers.add(name, value)  # added, not set: Set-Cookie repeats, the app's Vary stays
 
 
@@ -220,7 +237,7 @@ def _route_exempt(app: Quart, request: BaseRequestWebsocket) -> bool:
     """Whether the view this request routes to is ``@csrf_exempt``.
 
     Quart opens the session before it routes the request, so the route is
-    matched here too (unsafe methods only; a miss or a redirect is not exempt).
+    matched here too (unsafe HTTP methods only; a miss or a redirect is not exempt).
     """
     adapter = app.create_url_adapter(request)
     if adapter is None:
