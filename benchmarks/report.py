@@ -90,6 +90,23 @@ def scale_verdicts(scale: dict[str, Any]) -> list[Verdict]:
     return out
 
 
+#: What a smoke run prints where the verdicts would be: its rounds are far too short
+#: (200 requests, 10,000 sessions) for a ratio to mean anything, so a MISS there would
+#: only teach readers to ignore the table.
+SMOKE_NOTE = (
+    "smoke run: an end-to-end check, too short to judge the goals, so no verdicts "
+    "(./dev bench --quick or ./dev bench judge them)"
+)
+
+
+def verdict_section(verdicts: list[Verdict], mode: str) -> str | None:
+    """What a run prints after its tables: the verdict table, :data:`SMOKE_NOTE` for a
+    smoke run (whatever was measured), or None when nothing was judged."""
+    if mode == "smoke":
+        return SMOKE_NOTE
+    return verdict_table(verdicts) if verdicts else None
+
+
 def verdict_table(verdicts: list[Verdict]) -> str:
     width = max((len(v.label) for v in verdicts), default=10)
     lines = [f"{'goal':<{width}} {'measured':>10} {'goal':>8}  verdict", "-" * (width + 30)]

@@ -9,10 +9,10 @@ Modes: default 3 rounds of 10 s per endpoint with wrk (medians reported) and
 1,000,000 sessions for scale; ``--quick`` one round of 3 s per endpoint and
 100,000 sessions; ``--smoke`` (run at the end of ``./dev test``) 200 requests
 per endpoint with the asyncio load generator and 10,000 sessions, well under a
-minute. No mode asserts speed: a MISS is printed,
-and the exit status is non-zero only when something is broken (a server that
-does not start, a session that does not read back, errors or lost updates in
-serversession's own rows, a crash).
+minute. No mode asserts speed: a MISS is printed (a smoke run, too short to
+judge, says so and prints no verdicts), and the exit status is non-zero only
+when something is broken (a server that does not start, a session that does not
+read back, lost updates in serversession's own rows, a store that fails, a crash).
 """
 
 from __future__ import annotations
@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --only {' '.join(args.only)} matches no phase and no target", file=sys.stderr)
         return 2
     header = machine(cpus, f"{rounds} round(s) of {loader_name}, medians" if rounds > 1 else loader_name)
+    if mode == "smoke":
+        print(report.SMOKE_NOTE)
     print("\n".join(header), flush=True)
     broken: list[str] = []
     backends = harness.Backends(cpus)
@@ -203,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + scale.table(scale_results))
         print("\n" + "\n".join(capacity.model(scale_results, rows)))
         verdicts += report.scale_verdicts(scale_results)
-    if verdicts:
-        print("\n" + report.verdict_table(verdicts))
+    closing = report.verdict_section(verdicts, mode)
+    if closing:
+        print("\n" + closing)
     if args.json:
         results.update(rows=[_row_dict(r) for r in rows], missing=missing, broken=broken, scale=scale_results,
                        stores={r.store: {f"{f} {op}": v for (f, op), v in r.rates.items()} | {"skipped": r.skipped}
