@@ -1,12 +1,14 @@
 """A griffe extension for the API reference (mkdocs.yml loads it by path).
 
 The docstrings are written for a reader of the source, in reST habits:
-``:class:`~serversession.exceptions.StoreError``` roles and ``text::`` before a
-literal block. Markdown renders a role as stray punctuation, so this rewrites
-each one, after the package is loaded, into an *optional* autorefs link: a
-link where the target is rendered in the reference, plain code where it is
-not (a private module), and never a broken-link warning under ``--strict``.
-The source files are left as they are.
+``:class:`~serversession.exceptions.StoreError``` roles, ``text::`` before a
+literal block, definition lists (a term, its definition indented under it).
+Markdown renders a role as stray punctuation, so this rewrites each one, after
+the package is loaded, into an *optional* autorefs link: a link where the
+target is rendered in the reference, plain code where it is not (a private
+module), and never a broken-link warning under ``--strict``. A definition
+becomes the ``def_list`` extension's ``:   `` form. The source files are left
+as they are.
 """
 
 from __future__ import annotations
@@ -42,6 +44,19 @@ def _target(obj: Object, name: str) -> str:
     return name
 
 
+def _definitions(text: str) -> str:
+    """reST definition lists as the ``def_list`` extension's: a term line (after a blank line or
+    the previous definition) with its definition indented under it, no blank line between (a
+    literal block has one)."""
+    lines = text.split("\n")
+    for i in range(len(lines) - 1):
+        term, first = lines[i], lines[i + 1]
+        after = i == 0 or lines[i - 1] == "" or lines[i - 1].startswith("    ")
+        if after and term[:1] not in ("", " ", "*", "-", "#", "|") and first.startswith("    ") and first[4:5].strip():
+            lines[i + 1] = ":   " + first[4:]
+    return "\n".join(lines)
+
+
 def _link(obj: Object, match: re.Match[str]) -> str:
     body = match.group("body")
     explicit = EXPLICIT.match(body)
@@ -67,5 +82,6 @@ class SphinxRoles(Extension):
             seen.add(id(obj))
             if obj.docstring is not None:
                 text = ROLE.sub(lambda m, o=obj: _link(o, m), obj.docstring.value)
-                obj.docstring.value = LITERAL_BLOCK.sub(":", text)
+                text = LITERAL_BLOCK.sub(":", text)
+                obj.docstring.value = _definitions(text)
             stack.extend(m for m in obj.members.values() if not isinstance(m, Alias))
