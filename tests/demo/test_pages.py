@@ -40,9 +40,10 @@ def test_pages_with_forms(sqlite_demo: DemoServer) -> None:
         good = browser.post(
             "/login", data={"csrf_token": token, "username": "alice", "password": "wonderland", "next": "/sessions"}
         )
-        assert good.status_code == 303 and good.headers["location"] == "/sessions"
-        page = browser.get("/sessions")
-        assert page.status_code == 200 and "This device" in page.text and "Signed in on" in page.text
+        assert good.status_code == 303 and good.headers["location"] == "/sessions?done=signed_in"
+        page = browser.get(good.headers["location"])
+        assert page.status_code == 200 and "This device" in page.text and 'id="confirmation"' in page.text
+        assert "Signed in on" in page.text
         token = form_token(page.text)
         assert browser.post("/settings", data={"csrf_token": token, "theme": "dark"}).status_code == 303
         for path in ("/", "/cart", "/settings", "/sessions"):
@@ -53,7 +54,7 @@ def test_pages_with_forms(sqlite_demo: DemoServer) -> None:
         assert browser.post("/settings", data={"csrf_token": token, "language": "ru"}).status_code == 303
         russian = browser.get("/").text
         assert '<html lang="ru" data-theme="dark">' in russian and "Магазин" in russian
-        assert browser.post("/logout", data={"csrf_token": token}).headers["location"] == "/"
+        assert browser.post("/logout", data={"csrf_token": token}).headers["location"] == "/?done=signed_out"
         assert 'id="signed-in-user"' not in browser.get("/").text
 
 
@@ -61,7 +62,7 @@ def test_login_redirects_only_to_local_paths(sqlite_demo: DemoServer) -> None:
     with browser_client(sqlite_demo) as browser:
         token = form_token(browser.get("/login").text)
         form = {"csrf_token": token, "username": "bob", "password": "builder", "next": "//evil.example/x"}
-        assert browser.post("/login", data=form).headers["location"] == "/"
+        assert browser.post("/login", data=form).headers["location"] == "/?done=signed_in"
 
 
 def test_oversized_form_is_413(sqlite_demo: DemoServer) -> None:

@@ -108,7 +108,8 @@ def create_app(
     manager = AsyncSessionManager(store, config)
     if max_sessions < 0 or not reauth_window > 0:
         raise ConfigurationError("max_sessions must be >= 0 (0: no limit) and reauth_window positive seconds")
-    demo = Demo(store=store, manager=manager, accounts=Accounts(), audit=AuditLog(),
+    demo = Demo(store=store, manager=manager, accounts=Accounts(),
+                audit=AuditLog(manager.alist_sessions, eviction_reason=config.eviction_reason),
                 passwords=SharedPasswords(store, manager.clock), reauth_window=reauth_window)  # fmt: skip
     manager.add_listener(demo.audit.on_event)  # the sessions page's "recent activity"
     manager.add_listener(log_event)  # one log line per lifecycle event, by public handle

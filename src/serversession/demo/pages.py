@@ -12,21 +12,22 @@ that needs a session (adding to the cart, signing in).
 
 from __future__ import annotations
 
+import math
 import time
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 from jinja2 import Environment, PackageLoader
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..core.session import Session
 from ..exceptions import ReauthenticationRequired
 from ..integrations.asgi import get_session
 from . import catalog, shop
-from .api import demo_of
+from .api import NO_STORE, demo_of
 from .catalog import money
 from .devices import describe
 from .shop import DemoError
@@ -73,8 +74,8 @@ def render(
     ``with_session=False`` renders an anonymous header without touching the
     session: the page that says the store failed must not read from it again.
     """
-    page: dict[str, Any] = {"theme": "light", "language": "en", "user": None, "csrf_token": "",
-                            "cart_count": 0, "idle_remaining": None, "flash": None}  # fmt: skip
+    page: dict[str, Any] = {"theme": "light", "language": "en", "user": None, "csrf_token": "", "cart_count": 0,
+                            "idle_remaining": None, "idle_timeout": None, "flash": None, "done": None}  # fmt: skip
     if with_session:
         session = get_session(request)
         settings = shop.settings_of(session)
@@ -85,22 +86,65 @@ def render(
             "csrf_token": session.csrf_token,
             "cart_count": sum(shop.cart_of(session).values()),
             "idle_remaining": idle_remaining(session),
+            "idle_timeout": session.config.idle_timeout,
             "flash": ended_note(session, settings["language"]),
+            "done": confirmation(request, session),
         }
+    page["request_path"] = safe_next(request.url.path)
     page.update(context)
     html = templates.get_template(name).render(page)
     return HTMLResponse(html, status_code=http_status, headers={"Cache-Control": "no-store"})
 
 
-def idle_remaining(session: Session) -> int | None:
-    """Whole seconds until the session times out if unused; None before it is stored.
+def idle_remaining(session: Session, *, writes: bool = False) -> int | None:
+    """Whole seconds until the session times out if unused, as it stands after this
+    request; None before it is stored. ``writes``: this request writes data.
 
-    Uses the deadline as loaded, which may be renewed by this very request: the
-    clock shown is never later than the truth.
+    The page's idle-timeout warning counts down from this, and after it says the
+    visitor was signed out, so it must be the truth, not the deadline as loaded:
+    this very request renews the session when it writes data or when
+    ``renew_after`` seconds have passed since the last renewal (the library's rule,
+    see ``SessionConfig.renew_fraction``). Rounded up, and the page counts from when
+    it arrived: the page never says "signed out" before the server has ended it
+    (its clock may read a second late).
     """
     if session.is_new:
         return None
-    return max(0, int(session.idle_expires_at - time.time()))
+    now = time.time()
+    deadline = session.idle_expires_at
+    if writes or now - session.last_seen_at >= session.config.renew_after:
+        window = min(session.config.idle_timeout, session.idle_limit or math.inf)
+        deadline = min(now + window, session.absolute_expires_at)
+    return max(0, math.ceil(deadline - now))
+
+
+#: Confirmations a page shows after a form post (``?done=KEY``), texts in ``_i18n.html``.
+CONFIRMATIONS = ("added", "cart_updated", "removed", "settings_saved", "signed_in", "signed_out",
+                 "session_ended", "others_ended")  # fmt: skip
+
+
+def confirmation(request: Request, session: Session) -> dict[str, Any] | None:
+    """The confirmation the redirect after a form post asked for: ``{"key", "name", "qty", "count"}``.
+
+    Only known keys and known products count, so a crafted link can show no text of its own.
+    """
+    query = request.query_params
+    key = query.get("done")
+    if key not in CONFIRMATIONS:
+        return None
+    product = catalog.find(query.get("sku", ""))
+    if key in ("added", "removed") and product is None:
+        return None
+    if key == "signed_in" and session.user is None:
+        return None
+    number = query.get("n", "")
+    return {"key": key, "name": product.name if product else "", "n": int(number) if number.isdigit() else 0}
+
+
+def done(path: str, key: str, **extra: str | int) -> RedirectResponse:
+    """303 to ``path`` asking it to confirm ``key`` (see :data:`CONFIRMATIONS`)."""
+    query = urlencode({"done": key, **extra})
+    return see_other(f"{path}{'&' if '?' in path else '?'}{query}")
 
 
 def error_page(request: Request, status: int, text: str, *, with_session: bool = True) -> HTMLResponse:
@@ -221,7 +265,11 @@ async def sessions_page(request: Request) -> Response:
         }
         for i in infos
     ]
-    events = [{"at": when(e.at), "text": e.text} for e in demo.audit.recent(session.user)]
+    demo.audit.know(infos)
+    events = [
+        {"at": when(e.at), "what": e.what, "ended": e.ended, "device": e.device, "by": e.by, "text": e.text}
+        for e in demo.audit.recent(session.user)
+    ]
     return render(request, "sessions.html", active="sessions", sessions=rows, events=events)
 
 
@@ -247,13 +295,13 @@ async def login_post(request: Request) -> Response:
             raise
         language = shop.settings_of(session)["language"]
         return render(request, "login.html", 401, active="login", next=next_path, error=message("bad_login", language))
-    return see_other(next_path)
+    return done(next_path, "signed_in")
 
 
 async def logout_post(request: Request) -> Response:
     """Sign out and go to the shop."""
     shop.logout(demo_of(request), get_session(request))
-    return see_other("/")
+    return done("/", "signed_out")
 
 
 async def cart_add(request: Request) -> Response:
@@ -261,14 +309,23 @@ async def cart_add(request: Request) -> Response:
     form = await read_form(request)
     sku, qty = shop.parse_sku(form.get("sku")), shop.parse_qty(form.get("qty", "1"))
     await shop.add_to_cart(get_session(request), sku, qty)
-    return see_other("/")
+    return done("/", "added", sku=sku, n=qty)
+
+
+async def cart_update(request: Request) -> Response:
+    """Change a cart line's quantity from the cart page (0 removes the line)."""
+    form = await read_form(request)
+    sku, qty = shop.parse_sku(form.get("sku")), shop.parse_line_qty(form.get("qty", ""))
+    await shop.set_quantity(get_session(request), sku, qty)
+    return done("/cart", "cart_updated" if qty else "removed", sku=sku)
 
 
 async def cart_remove(request: Request) -> Response:
     """Remove a product from the cart page."""
     form = await read_form(request)
-    await shop.remove_from_cart(get_session(request), shop.parse_sku(form.get("sku")))
-    return see_other("/cart")
+    sku = shop.parse_sku(form.get("sku"))
+    await shop.remove_from_cart(get_session(request), sku)
+    return done("/cart", "removed", sku=sku)
 
 
 async def settings_post(request: Request) -> Response:
@@ -276,7 +333,29 @@ async def settings_post(request: Request) -> Response:
     form = await read_form(request)
     changes = shop.parse_settings({k: v for k, v in form.items() if k != "csrf_token"})
     await shop.update_settings(get_session(request), changes)
-    return see_other("/settings")
+    return done("/settings", "settings_saved")
+
+
+async def stay_post(request: Request) -> Response:
+    """The idle-timeout warning's "Stay signed in": renew the session on the server.
+
+    A data write always renews the idle deadline (a plain request renews only once
+    ``renew_after`` has passed), so this stores the time of the click. The page's
+    script posts the form with ``Accept: application/json`` and gets
+    ``{"idle_remaining": seconds}`` (401 ``{"signed_out": true}`` if the session ended
+    meanwhile); without the script the form redirects back to ``next``.
+    """
+    form = await read_form(request)
+    session = get_session(request)
+    wants_json = "application/json" in request.headers.get("accept", "")
+    if session.user is None:
+        if wants_json:
+            return JSONResponse({"error": "not signed in", "signed_out": True}, 401, headers=NO_STORE)
+        return signin_required(request, safe_next(form.get("next")))
+    session["kept_alive_at"] = round(time.time())
+    if wants_json:
+        return JSONResponse({"idle_remaining": idle_remaining(session, writes=True)}, headers=NO_STORE)
+    return see_other(safe_next(form.get("next")))
 
 
 async def end_session_post(request: Request) -> Response:
@@ -285,7 +364,7 @@ async def end_session_post(request: Request) -> Response:
     if session.user is None:
         return signin_required(request, "/sessions")
     await shop.end_session(demo_of(request), session, request.path_params["handle"])
-    return see_other("/" if session.destroy_requested else "/sessions")
+    return done("/", "signed_out") if session.destroy_requested else done("/sessions", "session_ended")
 
 
 async def revoke_others_post(request: Request) -> Response:
@@ -293,8 +372,8 @@ async def revoke_others_post(request: Request) -> Response:
     session = get_session(request)
     if session.user is None:
         return signin_required(request, "/sessions")
-    await shop.revoke_others(demo_of(request), session)
-    return see_other("/sessions")
+    ended = await shop.revoke_others(demo_of(request), session)
+    return done("/sessions", "others_ended", n=ended)
 
 
 async def favicon(request: Request) -> Response:
@@ -312,6 +391,8 @@ routes = [
     Route("/logout", logout_post, methods=["POST"]),
     Route("/cart/add", cart_add, methods=["POST"]),
     Route("/cart/remove", cart_remove, methods=["POST"]),
+    Route("/cart/update", cart_update, methods=["POST"]),
+    Route("/session/stay", stay_post, methods=["POST"]),
     Route("/settings", settings_page, methods=["GET"]),
     Route("/settings", settings_post, methods=["POST"]),
     Route("/sessions", sessions_page, methods=["GET"]),

@@ -192,6 +192,23 @@ async def add_to_cart(session: Session, sku: str, qty: int) -> dict[str, int]:
     return clean_cart(cart)
 
 
+async def set_quantity(session: Session, sku: str, qty: int) -> dict[str, int]:
+    """Set the cart's line of ``sku`` to ``qty`` atomically (0 removes it); return the cart as stored."""
+    if qty == 0:
+        return await remove_from_cart(session, sku)
+    cart = await session.amodify("cart", lambda c: {**(c if isinstance(c, dict) else {}), sku: qty}, {})
+    return clean_cart(cart)
+
+
+def parse_line_qty(value: object) -> int:
+    """A cart line's new quantity from a form field: a whole number 0..999 (0 removes); 400 otherwise."""
+    if isinstance(value, str) and _FORM_QTY.fullmatch(value.strip()):
+        number = int(value.strip())
+        if number <= MAX_LINE_QTY:
+            return number
+    raise DemoError(400, f"qty must be a whole number from 0 to {MAX_LINE_QTY}")
+
+
 async def remove_from_cart(session: Session, sku: str) -> dict[str, int]:
     """Remove ``sku`` from the cart atomically; return the cart as stored."""
     if session.is_new:
@@ -221,7 +238,7 @@ async def login(demo: Demo, session: Session, username: str, password: str) -> s
     session.user = username
     # Rotation defeats session fixation; the cart and settings come along. The
     # reason travels in the ROTATED event, which the audit log listens to.
-    session.rotate(reason=f"Signed in on {device_of(session)}" + _from_ip(session))
+    session.rotate(reason=demo.audit.reason("sign_in", device_of(session)))
     return session.csrf_token  # read after rotate(): the token changed with the ID
 
 
@@ -254,13 +271,14 @@ async def change_password(demo: Demo, session: Session, new_password: str) -> in
         raise DemoError(400, f"a password has {MIN_PASSWORD} to {MAX_CREDENTIAL} characters")
     hashed = await asyncio.to_thread(hash_password, new_password)
     await demo.passwords.aset(user, hashed)
-    reason = f"Password changed on {device_of(session)}"
+    demo.audit.know(await demo.manager.alist_sessions(user))  # so the page can name the devices signed out
+    reason = demo.audit.reason("password", device_of(session))
     return await demo.manager.acredential_changed(session, reason=reason)
 
 
 def logout(demo: Demo, session: Session) -> None:
     """End the session on the server (the response clears the cookie)."""
-    session.destroy(reason=f"Signed out on {device_of(session)}")
+    session.destroy(reason=demo.audit.reason("sign_out", device_of(session)))
 
 
 async def end_session(demo: Demo, session: Session, handle: str) -> None:
@@ -270,8 +288,9 @@ async def end_session(demo: Demo, session: Session, handle: str) -> None:
         logout(demo, session)
         return
     infos = await demo.manager.alist_sessions(user)
+    demo.audit.know(infos)
     target = next((i for i in infos if i.handle == handle), None)
-    reason = f"Ended the session on {describe(target.user_agent) if target else '?'} from {device_of(session)}"
+    reason = demo.audit.reason("end_one", device_of(session))
     if target is None or not await demo.manager.arevoke(user, handle, reason=reason):
         raise DemoError(404, "no such session")
 
@@ -279,14 +298,11 @@ async def end_session(demo: Demo, session: Session, handle: str) -> None:
 async def revoke_others(demo: Demo, session: Session) -> int:
     """End all the user's sessions but this one; return how many ended."""
     user = require_user(session)
-    reason = f"Signed out from another device ({device_of(session)})"
+    demo.audit.know(await demo.manager.alist_sessions(user))
+    reason = demo.audit.reason("revoke_others", device_of(session))
     return await demo.manager.arevoke_user(user, keep=session, reason=reason)
 
 
 def device_of(session: Session) -> str:
     """The session's device as a person would name it ("Firefox on Windows")."""
     return describe(session.meta.user_agent)
-
-
-def _from_ip(session: Session) -> str:
-    return f" from {session.meta.ip}" if session.meta.ip else ""
