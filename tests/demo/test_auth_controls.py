@@ -107,3 +107,50 @@ def test_max_sessions_signs_out_the_least_recently_used_device(tmp_path: Path) -
             page = second.get("/sessions")
             assert page.status_code == 200 and "signed in on another device" in page.text
             assert third.get("/api/me").json() == {"user": "alice"}
+
+
+def test_bad_input_on_reauth_and_password_changes_nothing(pair: tuple[DemoServer, DemoServer]) -> None:
+    """Every refusal of the two endpoints leaves the account and the session as they were:
+    the authentication time, the session ID and the password."""
+    demo = pair[0]
+    with ApiClient(demo) as client:
+        client.signed_in("alice")
+        time.sleep(1.1)  # a stamp by any refused request would show as a later second
+        before = client.start()
+        cookie = client.cookie
+
+        def unchanged() -> None:
+            now = client.start()
+            assert now["authenticated_at"] == before["authenticated_at"] and now["user"] == "alice"
+            assert client.cookie == cookie
+            with ApiClient(demo) as check:  # alice's password is still hers
+                check.start()
+                assert check.login("alice", "wonderland").status_code == 200
+
+        for body in ({}, {"password": 1}, {"password": None}, {"password": ["wonderland"]},
+                     {"password": {"x": 1}}, {"password": "wonderland", "extra": 1}):  # fmt: skip
+            error_of(client.post("/api/reauth", json=body), 400)
+        for body in ({}, {"new_password": 12345678}, {"new_password": None}, {"new_password": ["a-new-secret"]},
+                     {"new_password": "a-new-secret", "password": "wonderland"}):  # fmt: skip
+            error_of(client.put("/api/password", json=body), 400)
+        for path, method in (("/api/reauth", "POST"), ("/api/password", "PUT")):
+            headers = {"X-CSRF-Token": client.csrf or "", "Content-Type": "application/json"}
+            error_of(client.http.request(method, path, content=b"not json", headers=headers), 400)
+        unchanged()
+
+        for headers in ({}, {"X-CSRF-Token": "wrong"}, {"X-CSRF-Token": ""}):  # no token, or a wrong one: 403
+            error_of(client.http.post("/api/reauth", json={"password": "wonderland"}, headers=headers), 403)
+            error_of(client.http.put("/api/password", json={"new_password": "a-new-secret"}, headers=headers), 403)
+        unchanged()
+
+        # A wrong password says only that, whatever was wrong with it.
+        for wrong in ("wonderlan", "Wonderland", "", "wonderland ", "w" * 300, "builder"):
+            message = error_of(client.post("/api/reauth", json={"password": wrong}), 401)
+            assert message == "wrong password"
+        unchanged()
+
+        error_of(client.put("/api/password", json={"new_password": "short"}), 400)  # too short: nothing written
+        time.sleep(2.2)  # past the 2 s window: refused before anything is written
+        stale = client.put("/api/password", json={"new_password": "a-new-secret"})
+        assert stale.status_code == 401 and stale.json()["reauth_required"] is True
+        unchanged()
