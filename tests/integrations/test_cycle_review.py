@@ -1,8 +1,6 @@
 """Regression tests from a review of the kit's request cycle and its ASGI and WSGI ports (2026-12).
 
-Each test pins one finding. Those marked ``xfail(strict=True)`` fail today and
-say why; the fix in ``kit.py``, ``asgi.py`` or ``wsgi.py`` flips them, and the
-strict mark then asks for the mark to go. The method check runs against the
+Each test pins one finding, fixed in ``kit.py``, ``asgi.py`` or ``wsgi.py``. The method check runs against the
 behaviour-suite apps under their real servers (uvicorn, waitress) over a raw
 socket, since only a raw request can carry an arbitrary method.
 """
@@ -45,11 +43,6 @@ def behaviour_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         yield url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kit.admit skips CSRF for any method spelled WEBSOCKET, and the ASGI and WSGI middleware "
-    "pass an HTTP request's own method (fixed: a handshake flag)",
-)
 def test_an_http_request_whose_method_is_websocket_still_needs_the_csrf_token(behaviour_url: str) -> None:
     """Only the integration knows a WebSocket handshake; a client may spell any HTTP method
     ``WEBSOCKET`` (h11 and waitress accept it), and before the port to the kit such a
@@ -69,11 +62,6 @@ def test_an_http_request_whose_method_is_websocket_still_needs_the_csrf_token(be
 # -- WSGI: an error page started with exc_info -----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wsgi._Saver reuses the headers finish() chose for the first start_response, so an error "
-    "page without Cache-Control carries Set-Cookie without no-store",
-)
 def test_a_wsgi_error_page_started_again_with_exc_info_keeps_no_store_beside_its_cookie() -> None:
     """PEP 3333 lets an app call ``start_response`` again with ``exc_info`` (its error page)
     before the headers are sent. The save is not repeated, but the ``Cache-Control`` choice
@@ -104,11 +92,6 @@ def test_a_wsgi_error_page_started_again_with_exc_info_keeps_no_store_beside_its
 # -- ASGI: a refused save, then a session error from the app ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asgi.SessionMiddleware answers a session error escaping the app even after it already "
-    "answered a refused save (checks started, not failed)",
-)
 @pytest.mark.anyio
 async def test_an_asgi_app_failing_after_its_save_was_refused_gets_one_response_only() -> None:
     """The save at ``http.response.start`` failed (store down: the 503 is sent in its place);
@@ -143,11 +126,6 @@ async def test_an_asgi_app_failing_after_its_save_was_refused_gets_one_response_
 # -- the kit: a multipart form that was searched ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kit.admit hands check_csrf the facts even when multipart=True searched the form, so the 403 "
-    "says a multipart form's fields are not searched",
-)
 def test_a_searched_multipart_form_without_a_token_is_not_told_its_fields_were_not_searched() -> None:
     """Quart, aiohttp and Litestar pass ``multipart=True`` (they parse multipart forms, and did
     search this one); the message meant for the ASGI/WSGI middleware then sends the user to

@@ -107,9 +107,12 @@ def test_a_websocket_handshake_is_screened_but_asks_no_csrf_token() -> None:
     m = manager()
     value, _ = signed_in(m)
     headers = {**HOST, "cookie": f"session={value}"}
-    assert opened(kit.begin(m, "WEBSOCKET", "/ws", "ws", {**headers, "origin": "http://shop.test"}, None))
-    hijack = kit.begin(m, "WEBSOCKET", "/ws", "ws", {**headers, "origin": "https://evil.test"}, None)
+    assert opened(kit.begin(m, "GET", "/ws", "ws", {**headers, "origin": "http://shop.test"}, None, websocket=True))
+    hijack = kit.begin(m, "GET", "/ws", "ws", {**headers, "origin": "https://evil.test"}, None, websocket=True)
     assert isinstance(hijack, kit.Refusal) and hijack.status == 403
+    # Only the integration knows a handshake: an HTTP method spelled WEBSOCKET is checked as unsafe.
+    spelled = kit.begin(m, "WEBSOCKET", "/ws", "http", {**headers, "origin": "http://shop.test"}, None)
+    assert isinstance(spelled, kit.Refusal) and spelled.reason == "csrf_missing"
 
 
 def test_a_session_cookie_sent_twice_opens_no_session() -> None:

@@ -391,8 +391,6 @@ async def test_csrf_exempt_on_a_websocket_leaves_its_handshake_screened(store: F
     assert refused.value.response.status_code == 403
 
 
-@pytest.mark.xfail(strict=True, reason="kit.abegin skips CSRF for any method spelled WEBSOCKET; fixed when "
-                   "the kit takes a handshake flag and open_session passes it (websocket=...)")  # fmt: skip
 @pytest.mark.anyio
 async def test_an_http_request_whose_method_is_websocket_still_needs_the_csrf_token(store: FlakyStore) -> None:
     """A client may spell an HTTP method ``WEBSOCKET`` (uvicorn's h11 passes it on); only the

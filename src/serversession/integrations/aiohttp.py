@@ -156,13 +156,14 @@ def session_middleware(
         websocket = request.method == "GET" and request.headers.get("Upgrade", "").strip().lower() == "websocket"
         opened = await kit.abegin(
             manager,
-            "WEBSOCKET" if websocket else request.method,
+            request.method,
             request.path,
             request.scheme,
             kit.pick_headers(request.headers.items()),
             request.remote,
             exempt=bool(getattr(request.match_info.handler, _EXEMPT_ATTR, False)),
             form_token=lambda: _form_token(request),
+            websocket=websocket,
             multipart=True,
         )
         if isinstance(opened, kit.Refusal):

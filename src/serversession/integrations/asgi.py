@@ -117,9 +117,6 @@ class SessionMiddleware:
         headers = _headers(scope)
         manager = self.manager
         client = scope.get("client")
-        # A WebSocket handshake is screened like an unsafe request: cross-site WebSocket
-        # hijacking rides on the cookie just as a forged form does.
-        method = scope["method"] if kind == "http" else "WEBSOCKET"
 
         async def form_token() -> str | Refusal | None:
             nonlocal receive
@@ -129,8 +126,9 @@ class SessionMiddleware:
             receive = _replay(body, receive)  # the app reads the body we consumed
             return token_from_form(body)
 
-        opened = await abegin(manager, method, scope["path"], scope.get("scheme", "http"), headers,
-                              client[0] if client else None, form_token=form_token)  # fmt: skip
+        websocket = kind == "websocket"  # a handshake is screened like an unsafe request
+        opened = await abegin(manager, scope.get("method", "GET"), scope["path"], scope.get("scheme", "http"), headers,
+                              client[0] if client else None, form_token=form_token, websocket=websocket)  # fmt: skip
         if isinstance(opened, Refusal):
             await _answer(send, opened, kind)
             return
@@ -162,7 +160,7 @@ class SessionMiddleware:
             await self.app(scope, receive, saving_send)
         except Exception as exc:
             refusal = answer_for(exc)
-            if refusal is None or started:
+            if refusal is None or started or failed:  # failed: a refused save was answered already
                 raise
             await _answer(send, refusal, kind)
 

@@ -57,6 +57,7 @@ __all__ = [
     "CONFLICT_MESSAGE",
     "FACT_HEADERS",
     "FORM_TYPES",
+    "HANDSHAKE",
     "MAX_FORM_BODY",
     "SESSION_HEADERS",
     "STORE_DOWN_MESSAGE",
@@ -90,6 +91,8 @@ MAX_FORM_BODY = 1024 * 1024
 #: The request headers :func:`facts_from_headers` reads, lower-case.
 FACT_HEADERS = ("host", "origin", "sec-fetch-site", "content-type", "content-length", "transfer-encoding",
                 "x-csrf-token")  # fmt: skip
+#: The method of a WebSocket handshake's facts (the guard screens it like an unsafe request).
+HANDSHAKE = "WEBSOCKET"
 #: Every request header the cycle reads (:func:`pick_headers` keeps these), lower-case.
 SESSION_HEADERS = frozenset(("cookie", "authorization", "user-agent", "x-forwarded-for", *FACT_HEADERS))
 #: A refusal's log line is written at most once per (reason, method, path) in this many seconds.
@@ -252,18 +255,20 @@ def pick_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def _parse(manager: SessionManager | AsyncSessionManager, method: str, path: str, scheme: str,
-           headers: Mapping[str, str], peer: str | None, exempt: bool,
+           headers: Mapping[str, str], peer: str | None, exempt: bool, websocket: bool,
            ) -> tuple[IncomingToken, str, RequestFacts | None]:  # fmt: skip
     ip = client_ip(manager.config, peer, headers.get("x-forwarded-for"))
     token = manager.read_token(headers.get("cookie"), headers.get("authorization"))
-    # Safe methods pass screen() and the CSRF check: no facts to gather for them.
-    facts = None if method in SAFE_METHODS else facts_from_headers(method, path, scheme, headers, exempt=exempt)
-    return token, ip, facts
+    if websocket:  # screened like an unsafe request: cross-site WebSocket hijacking rides on the cookie
+        method = HANDSHAKE
+    elif method in SAFE_METHODS:
+        return token, ip, None  # safe methods pass screen() and the CSRF check: no facts to gather
+    return token, ip, facts_from_headers(method, path, scheme, headers, exempt=exempt)
 
 
 def begin(manager: SessionManager, method: str, path: str, scheme: str, headers: Mapping[str, str],
           peer: str | None, *, exempt: bool = False, form_token: FormToken | None = None,
-          multipart: bool = False) -> Opened | Refusal:  # fmt: skip
+          multipart: bool = False, websocket: bool = False) -> Opened | Refusal:  # fmt: skip
     """Admit a request before its view runs: :class:`Opened`, or the :class:`Refusal` to answer.
 
     ``headers`` maps lower-case names to values (:func:`pick_headers`); ``path``
@@ -271,26 +276,31 @@ def begin(manager: SessionManager, method: str, path: str, scheme: str, headers:
     address; ``exempt`` the framework's own per-route CSRF exemption;
     ``form_token`` reads the form's ``csrf_token`` field (called only when the
     request has no ``X-CSRF-Token`` header and a form body); ``multipart`` says
-    it parses multipart forms too. Method ``"WEBSOCKET"`` is a handshake: screened
-    like an unsafe request (cross-site WebSocket hijacking), no CSRF token asked.
+    it parses multipart forms too. ``websocket=True`` for a WebSocket handshake:
+    screened like an unsafe request (cross-site WebSocket hijacking), no CSRF
+    token asked (``method`` is then ignored). Only the integration can tell a
+    handshake: an HTTP request is never one, whatever its method is called.
     """
-    token, ip, facts = _parse(manager, method, path, scheme, headers, peer, exempt)
-    return admit(manager, token, ip, facts, headers.get("user-agent", ""), form_token=form_token, multipart=multipart)
+    token, ip, facts = _parse(manager, method, path, scheme, headers, peer, exempt, websocket)
+    return admit(manager, token, ip, facts, headers.get("user-agent", ""), form_token=form_token,
+                 multipart=multipart, websocket=websocket)  # fmt: skip
 
 
 async def abegin(manager: AsyncSessionManager, method: str, path: str, scheme: str, headers: Mapping[str, str],
                  peer: str | None, *, exempt: bool = False, form_token: AsyncFormToken | None = None,
-                 multipart: bool = False) -> Opened | Refusal:  # fmt: skip
+                 multipart: bool = False, websocket: bool = False) -> Opened | Refusal:  # fmt: skip
     """Async twin of :func:`begin` (the load does not block the event loop)."""
-    token, ip, facts = _parse(manager, method, path, scheme, headers, peer, exempt)
+    token, ip, facts = _parse(manager, method, path, scheme, headers, peer, exempt, websocket)
     return await aadmit(manager, token, ip, facts, headers.get("user-agent", ""), form_token=form_token,
-                        multipart=multipart)  # fmt: skip
+                        multipart=multipart, websocket=websocket)  # fmt: skip
 
 
 def admit(manager: SessionManager, token: IncomingToken, ip: str, facts: RequestFacts | None, user_agent: str = "",
-          *, form_token: FormToken | None = None, multipart: bool = False) -> Opened | Refusal:  # fmt: skip
+          *, form_token: FormToken | None = None, multipart: bool = False,
+          websocket: bool = False) -> Opened | Refusal:  # fmt: skip
     """:func:`begin` for an integration that reads the token, address and facts itself
-    (the WSGI middleware builds its facts from ``environ``)."""
+    (the WSGI middleware builds its facts from ``environ``; a handshake's method is
+    :data:`HANDSHAKE`)."""
     guard = manager.guard
     now = manager.clock()
     refusal = guard.throttle(token, ip, now)
@@ -308,15 +318,17 @@ def admit(manager: SessionManager, token: IncomingToken, ip: str, facts: Request
         event = guard.observe(token, session, ip, now)
         if event is not None:
             manager.emit(event)
-    if facts is not None and facts.method != "WEBSOCKET" and guard.csrf_needed(facts):
+    if facts is not None and not websocket and guard.csrf_needed(facts):
         presented = facts.csrf_header
+        searched = False
         if presented is None and form_token is not None and guard.form_may_carry_token(facts, multipart=multipart):
             found = form_token()
             if isinstance(found, Refusal):
                 log_refusal(found, facts)
                 return found
-            presented = found
-        refusal = guard.check_csrf(session, presented, now, facts)
+            presented, searched = found, True
+        # The facts tell check_csrf a multipart form went unsearched: not when it was searched.
+        refusal = guard.check_csrf(session, presented, now, None if searched else facts)
         if refusal is not None:
             refuse(refusal, facts, manager)
             return refusal
@@ -325,7 +337,7 @@ def admit(manager: SessionManager, token: IncomingToken, ip: str, facts: Request
 
 async def aadmit(manager: AsyncSessionManager, token: IncomingToken, ip: str, facts: RequestFacts | None,
                  user_agent: str = "", *, form_token: AsyncFormToken | None = None,
-                 multipart: bool = False) -> Opened | Refusal:  # fmt: skip
+                 multipart: bool = False, websocket: bool = False) -> Opened | Refusal:  # fmt: skip
     """Async twin of :func:`admit`."""
     guard = manager.guard
     now = manager.clock()
@@ -344,15 +356,17 @@ async def aadmit(manager: AsyncSessionManager, token: IncomingToken, ip: str, fa
         event = guard.observe(token, session, ip, now)
         if event is not None:
             await manager.aemit(event)
-    if facts is not None and facts.method != "WEBSOCKET" and guard.csrf_needed(facts):
+    if facts is not None and not websocket and guard.csrf_needed(facts):
         presented = facts.csrf_header
+        searched = False
         if presented is None and form_token is not None and guard.form_may_carry_token(facts, multipart=multipart):
             found = await form_token()
             if isinstance(found, Refusal):
                 log_refusal(found, facts)
                 return found
-            presented = found
-        refusal = guard.check_csrf(session, presented, now, facts)
+            presented, searched = found, True
+        # The facts tell check_csrf a multipart form went unsearched: not when it was searched.
+        refusal = guard.check_csrf(session, presented, now, None if searched else facts)
         if refusal is not None:
             await arefuse(refusal, facts, manager)
             return refusal

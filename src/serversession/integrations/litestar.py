@@ -144,8 +144,8 @@ class ServerSessionMiddleware(ASGIMiddleware):
             return kit.token_from_form(body)
 
         opened = await kit.abegin(
-            manager, "WEBSOCKET" if websocket else raw["method"], _full_path(raw), raw.get("scheme", "http"),
-            headers, client[0] if client else None, exempt=exempt, form_token=form_token,
+            manager, raw.get("method", "GET"), _full_path(raw), raw.get("scheme", "http"),
+            headers, client[0] if client else None, exempt=exempt, form_token=form_token, websocket=websocket,
         )  # fmt: skip
         if isinstance(opened, Refusal):
             await _answer(send, opened, websocket)

@@ -150,7 +150,7 @@ class ServerSessionInterface(SessionInterface):
         would escape Quart's error handling).
         """
         websocket = request.scope.get("type") == "websocket"
-        method = "WEBSOCKET" if websocket else request.method
+        method = "GET" if websocket else request.method
         client = request.scope.get("client")
         form_token = None if websocket else _form_reader(cast(Request, request))
         opened = await kit.abegin(
@@ -165,6 +165,7 @@ class ServerSessionInterface(SessionInterface):
             exempt=not websocket and method not in csrf.SAFE_METHODS and _route_exempt(app, request),
             form_token=form_token,
             multipart=True,
+            websocket=websocket,
         )
         if isinstance(opened, kit.Refusal):
             return _UnavailableSession(opened)

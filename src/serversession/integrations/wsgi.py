@@ -31,7 +31,7 @@ from ..core.config import SessionConfig
 from ..core.csrf import SAFE_METHODS
 from ..core.guard import Refusal, RequestFacts
 from ..core.session import Session
-from ..core.transport import client_ip
+from ..core.transport import RESPONSE_HEADER, client_ip
 from ..manager import SessionManager
 from ..stores.url import DEFAULT_STORE_URL, open_store
 from .kit import MAX_FORM_BODY, Opened, admit, answer_for, body_too_large, finish, token_from_form
@@ -159,9 +159,21 @@ class _Saver:
                 self.error = added.body()
                 self.start(_status(added.status), added.headers(self.error), exc_info)
                 return _discard
-            self.added = added
+            self.added = extra = added
+        else:  # an error page (exc_info): the save stands, the Cache-Control choice is its own
+            extra = _recached(self.added, headers)
         self.started = True
-        return self.start(status, [*headers, *self.added], exc_info)
+        return self.start(status, [*headers, *extra], exc_info)
+
+
+def _recached(added: list[tuple[str, str]], headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first save's headers for a second ``start_response``: ``no-store`` where they hand
+    out an ID and the new headers chose no ``Cache-Control`` (see ``kit.response_headers``)."""
+    kept = [(name, value) for name, value in added if name != "Cache-Control"]
+    hands_out = any(name in ("Set-Cookie", RESPONSE_HEADER) for name, _ in kept)
+    if hands_out and not any(name.lower() == "cache-control" for name, _ in headers):
+        kept.append(("Cache-Control", "no-store"))
+    return kept
 
 
 def _deferred(result: Iterable[bytes], saver: _Saver) -> Iterator[bytes]:
