@@ -95,3 +95,24 @@ def test_quart_example() -> None:
         assert bare.status_code == 403 and "csrf_token" in (await bare.get_json())["error"]
 
     asyncio.run(scenario())
+
+
+def test_aiohttp_example() -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient as AiohttpClient
+    from aiohttp.test_utils import TestServer
+
+    namespace = example("aiohttp", **{"SessionConfig()": "SessionConfig(cookie_secure=False)"})
+
+    async def scenario() -> None:
+        async with AiohttpClient(TestServer(namespace["app"])) as client:
+            token = (await (await client.get("/")).json())["csrf_token"]
+            bare = await client.post("/login", data={"name": "ana"}, allow_redirects=False)
+            assert bare.status == 403
+            signed_in = await client.post("/login", data={"name": "ana", "csrf_token": token},
+                                          allow_redirects=False)  # fmt: skip
+            assert signed_in.status == 302 and "session=" in signed_in.headers.get("Set-Cookie", "")
+            assert (await (await client.get("/")).json())["user"] == "ana"
+
+    asyncio.run(scenario())
