@@ -362,6 +362,7 @@ ENDPOINTS = [
     ("DELETE", "/api/cart/items/" + "x" * 3000), ("PUT", "/api/settings"), ("POST", "/api/sessions/revoke-others"),
     ("DELETE", "/api/sessions/%2e%2e"), ("POST", "/login"), ("POST", "/logout"), ("POST", "/cart/add"),
     ("POST", "/cart/remove"), ("POST", "/settings"), ("POST", "/sessions/x/end"), ("POST", "/sessions/revoke-others"),
+    ("POST", "/api/reauth"), ("PUT", "/api/password"), ("POST", "/cart/update"), ("POST", "/session/stay"),
 ]
 
 

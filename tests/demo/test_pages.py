@@ -4,6 +4,7 @@ session for a visitor who only looks (the browser test walks the same pages for 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -114,3 +115,52 @@ def test_the_settings_page_changes_the_password_and_signs_out_other_devices(tmp_
         with ApiClient(demo) as check:
             check.start()
             assert check.login("bob", "page-secret-1").status_code == 200
+
+
+def test_the_cart_page_changes_quantities(sqlite_demo: DemoServer) -> None:
+    with browser_client(sqlite_demo) as browser:
+        token = form_token(browser.get("/").text)
+        assert browser.post("/cart/add", data={"csrf_token": token, "sku": SKU, "qty": "2"}).status_code == 303
+        error_of(browser.post("/cart/update", data={"sku": SKU, "qty": "5"}), 403)  # no token in the form
+        changed = browser.post("/cart/update", data={"csrf_token": token, "sku": SKU, "qty": "150"})
+        assert changed.status_code == 303 and changed.headers["location"] == f"/cart?done=cart_updated&sku={SKU}"
+        assert browser.get("/api/cart").json() == {"items": {SKU: 150}, "count": 150}
+        page = browser.get(changed.headers["location"]).text
+        assert 'id="confirmation"' in page and "Cart updated: Sencha green tea." in page
+        for bad in ("1000", "-1", "1.5", "", "x", "²"):
+            assert browser.post("/cart/update", data={"csrf_token": token, "sku": SKU, "qty": bad}).status_code == 400
+        assert browser.post("/cart/update", data={"csrf_token": token, "sku": "unicorn", "qty": "1"}).status_code == 404
+        assert browser.get("/api/cart").json()["count"] == 150  # nothing of the refused ones was written
+        removed = browser.post("/cart/update", data={"csrf_token": token, "sku": SKU, "qty": "0"})
+        assert removed.headers["location"] == f"/cart?done=removed&sku={SKU}"
+        assert browser.get("/api/cart").json() == {"items": {}, "count": 0}
+
+
+def test_confirmations_show_only_known_texts(sqlite_demo: DemoServer) -> None:
+    with browser_client(sqlite_demo) as browser:
+        assert 'id="confirmation"' not in browser.get("/?done=<script>").text
+        assert 'id="confirmation"' not in browser.get("/?done=added&sku=<b>x</b>").text
+        assert 'id="confirmation"' not in browser.get("/?done=signed_in").text  # nobody is signed in
+        page = browser.get("/?done=added&sku=tea-sencha&n=<b>").text
+        assert "Added 0 \u00d7 Sencha green tea to your cart." in page and "<b>" not in page
+
+
+def test_stay_signed_in_renews_the_session(tmp_path: Path) -> None:
+    with DemoServer(f"sqlite:///{tmp_path / 's.sqlite3'}", idle_timeout=600) as demo:
+        with browser_client(demo) as browser:
+            token = form_token(browser.get("/login").text)
+            json_accept = {"Accept": "application/json"}
+            anonymous = browser.post("/session/stay", data={"csrf_token": token}, headers=json_accept)
+            assert anonymous.status_code == 401 and anonymous.json()["signed_out"] is True
+            browser.post("/login", data={"csrf_token": token, "username": "alice", "password": "wonderland"})
+            page = browser.get("/")
+            token = form_token(page.text)
+            assert 'id="idle-warning"' in page.text and 'id="stay-signed-in"' in page.text
+            error_of(browser.post("/session/stay", data={}, headers=json_accept), 403)
+            before = browser.get("/api/session").json()["idle_expires_at"]
+            time.sleep(1.1)  # the deadline has whole seconds
+            stay = browser.post("/session/stay", data={"csrf_token": token}, headers=json_accept)
+            assert stay.status_code == 200 and stay.json()["idle_remaining"] == 600, stay.text
+            assert browser.get("/api/session").json()["idle_expires_at"] > before  # renewed in the store
+            plain = browser.post("/session/stay", data={"csrf_token": token, "next": "/cart"})
+            assert plain.status_code == 303 and plain.headers["location"] == "/cart"
