@@ -1,8 +1,8 @@
 """Fixtures: the behaviour-suite app of every integration, served by a real server.
 
-``live_app`` is parametrized over ASGI (uvicorn), WSGI, Flask and Django
-(waitress), each with a SQLite store and a 2 s idle timeout, started once per
-run. ``outage_app`` starts each one again on a dedicated Redis server that the
+``live_app`` is parametrized over every kind in ``live_apps.KINDS`` (ASGI, WSGI,
+Flask, Django, Litestar, Quart, aiohttp), each under the server ``live_apps.SERVERS``
+names, with a SQLite store and a 2 s idle timeout, started once per run. ``outage_app`` starts each one again on a dedicated Redis server that the
 test may kill.
 """
 
