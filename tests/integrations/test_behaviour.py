@@ -1,4 +1,4 @@
-"""ONE behaviour suite, run against ASGI, WSGI, Flask and Django apps under real servers.
+"""ONE behaviour suite, run against every integration's app (live_apps.KINDS) under real servers.
 
 Every test talks HTTP to ``live_app`` (see conftest.py), which exposes the same
 endpoints in each framework's own idiom: ``GET /get/<key>``, ``GET /csrf``,
