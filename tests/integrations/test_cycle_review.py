@@ -17,7 +17,7 @@ import pytest
 from flaky_store import FlakyStore
 from live_apps import SERVERS, serve
 
-from serversession import MemoryStore, SessionConfig, SessionManager, StoreUnavailableError
+from serversession import AsyncSessionManager, MemoryStore, SessionConfig, SessionManager, StoreUnavailableError
 from serversession.integrations import asgi, kit, wsgi
 
 CONFIG = SessionConfig(cookie_secure=False)
@@ -149,3 +149,58 @@ def test_a_searched_multipart_form_without_a_token_is_not_told_its_fields_were_n
     refused = kit.begin(m, "POST", "/upload", "http", headers, None, form_token=form_token, multipart=True)
     assert isinstance(refused, kit.Refusal) and refused.status == 403 and read == ["searched"]
     assert "not searched" not in refused.message
+
+
+# -- ASGI: a client that leaves while its form is read ----------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="asgi._read_body stops at http.disconnect and _replay hands the app what arrived as the "
+    "whole body (more_body False), so a form cut short is processed as complete",
+)
+@pytest.mark.anyio
+async def test_a_form_cut_short_by_a_disconnect_is_not_handed_to_the_app_as_complete() -> None:
+    """The middleware reads a urlencoded body to find its ``csrf_token`` field, then replays
+    it to the app. A client that goes away mid-body (``http.disconnect``) leaves a prefix:
+    ``amount=1000`` cut to ``amount=10``. Without the middleware the app sees the disconnect
+    (Starlette's ``request.form()`` raises ``ClientDisconnect``); replayed as the whole body,
+    the app acts on the prefix. Fix: replay what arrived with ``more_body=True`` and then the
+    disconnect message itself (or answer without calling the app)."""
+    manager = AsyncSessionManager(MemoryStore(), CONFIG)
+    first = await kit.abegin(manager, "GET", "/", "http", {"host": "shop.test"}, None)
+    assert isinstance(first, kit.Opened)
+    first.session["cart"] = 1
+    token = first.session.csrf_token
+    added = await kit.afinish(manager, first)
+    assert isinstance(added, list)
+    cookie = next(v for n, v in added if n == "Set-Cookie").split(";", 1)[0]
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # what an app does when its client left: nothing
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        seen.append(body)  # the app acts on a body it believes complete
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"paid"})
+
+    arrived = f"csrf_token={token}&amount=10".encode()  # the client meant amount=1000
+    messages = [{"type": "http.request", "body": arrived, "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        return None
+
+    headers = [(b"host", b"shop.test"), (b"cookie", cookie.encode()),
+               (b"content-type", b"application/x-www-form-urlencoded"), (b"content-length", b"47")]  # fmt: skip
+    middleware = asgi.SessionMiddleware(app, manager=manager)
+    await middleware({"type": "http", "method": "POST", "path": "/pay", "scheme": "http", "headers": headers},
+                     receive, send)  # fmt: skip
+    assert seen == []
