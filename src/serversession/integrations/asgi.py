@@ -120,10 +120,11 @@ class SessionMiddleware:
 
         async def form_token() -> str | Refusal | None:
             nonlocal receive
-            body = await _read_body(receive)
-            if body is None:
+            read = await _read_body(receive)
+            if read is None:
                 return body_too_large(MAX_FORM_BODY)
-            receive = _replay(body, receive)  # the app reads the body we consumed
+            body, whole = read
+            receive = _replay(body, whole, receive)  # the app reads the body we consumed
             return token_from_form(body)
 
         websocket = kind == "websocket"  # a handshake is screened like an unsafe request
@@ -215,31 +216,37 @@ async def _answer(send: Send, refusal: Refusal, kind: str = "http") -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def _read_body(receive: Receive) -> tuple[bytes, bool] | None:
+    """The request body read so far and whether it is whole (False: the client left
+    mid-body), or None when it is larger than ``MAX_FORM_BODY``."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            return b"".join(chunks), False  # http.disconnect
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_FORM_BODY:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks), True
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def _replay(body: bytes, whole: bool, receive: Receive) -> Receive:
+    """``receive`` for the app, starting with the body the middleware consumed. A body cut
+    short by a disconnect is replayed as unfinished (``more_body``), so the app then gets
+    the disconnect itself instead of acting on a prefix as if it were the whole form."""
     sent = False
 
     async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": not whole}
+        if not whole:
+            return {"type": "http.disconnect"}
         return await receive()
 
     return replay

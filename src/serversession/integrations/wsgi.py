@@ -93,6 +93,8 @@ class SessionMiddleware:
             body = _read_body(environ)
             if body is None:
                 return body_too_large(MAX_FORM_BODY)
+            if isinstance(body, Refusal):
+                return body
             environ["wsgi.input"] = io.BytesIO(body)  # the app reads the body we consumed
             environ["CONTENT_LENGTH"] = str(len(body))
             return token_from_form(body)
@@ -215,8 +217,14 @@ def _answer(start_response: StartResponse, refusal: Refusal) -> list[bytes]:
     return [body]
 
 
-def _read_body(environ: Environ) -> bytes | None:
-    """The request body, or None when it is larger than ``MAX_FORM_BODY``."""
+#: A body shorter than its ``Content-Length``: the client left mid-body.
+_CUT_SHORT = Refusal(400, "request body shorter than its Content-Length: the client went away mid-body", "cut_short")
+
+
+def _read_body(environ: Environ) -> bytes | Refusal | None:
+    """The request body, None when it is larger than ``MAX_FORM_BODY``, or a 400 when it is
+    shorter than its ``Content-Length`` (handing the app the prefix, with the length
+    rewritten to match, would hide the disconnect from it and let it act on part of a form)."""
     stream = environ.get("wsgi.input")
     if stream is None:
         return b""
@@ -227,7 +235,8 @@ def _read_body(environ: Environ) -> bytes | None:
     if length > MAX_FORM_BODY:
         return None
     if length >= 0:
-        return bytes(stream.read(length))
+        body = bytes(stream.read(length))
+        return body if len(body) == length else _CUT_SHORT
     if not environ.get("wsgi.input_terminated"):
         return b""  # no length and no end marker: reading could block forever
     body = bytes(stream.read(MAX_FORM_BODY + 1))
