@@ -2,8 +2,9 @@
 
 ``live_app`` is parametrized over every kind in ``live_apps.KINDS`` (ASGI, WSGI,
 Flask, Django, Litestar, Quart, aiohttp), each under the server ``live_apps.SERVERS``
-names, with a SQLite store and a 2 s idle timeout, started once per run. ``outage_app`` starts each one again on a dedicated Redis server that the
-test may kill.
+names, with a SQLite store and a 2 s idle timeout, started once per run.
+``outage_app`` starts each one again on a dedicated Redis server that the test
+may kill.
 """
 
 from __future__ import annotations
