@@ -33,6 +33,7 @@ cache off.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -46,6 +47,8 @@ from redis.retry import Retry
 from ._near_entries import NearEntries
 
 CHANNEL = b"__redis__:invalidate"
+
+log = logging.getLogger("serversession")
 
 _Node = tuple[str, int]
 
@@ -181,8 +184,10 @@ class _Link:
                 if time.monotonic() - last_ping >= heartbeat:
                     sock.sendall(_command("PING"))
                     last_ping = time.monotonic()
-        except (OSError, ProtocolError, ValueError):
-            pass
+        except Exception as exc:  # any failure, a parsing bug included, is a loss: reconnect
+            if not self._closing:
+                log.warning("near cache off: invalidation connection to %s:%s lost (%s: %s)",
+                            *self.node, type(exc).__name__, exc)  # fmt: skip
         finally:
             if not self._closing:
                 lost()  # deactivates at once, in this thread
@@ -328,12 +333,13 @@ class InvalidationListener:
                 if self._lost.is_set():  # a link died before activation: its loss must win
                     continue
                 self.established += 1
+                log.info("near cache on: tracking %d node(s), prefix %r", len(links), self.prefix)
                 backoff = 0.05
                 while not self._stop.is_set() and not self._lost.wait(self.topology_interval):
                     if self.cluster and self._discover()[1] != shape:
                         break
-            except (redis.RedisError, OSError, ProtocolError, ValueError):
-                pass
+            except Exception as exc:  # the cache stays off; a bug must not end the retries either
+                log.debug("near cache: tracking not established: %s: %s", type(exc).__name__, exc)
             finally:
                 self.entries.deactivate()
                 for link in links:
