@@ -44,11 +44,13 @@ from litestar import Request, Response
 from litestar.config.app import AppConfig
 from litestar.di import Provide
 from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.plugins import InitPlugin
 from litestar.serialization import decode_json, encode_json
 from litestar.types import ASGIApp, Empty, Message, Receive, Scope, Send
 from litestar.utils import get_serializer_from_scope
+from litestar.utils.path import normalize_path
 
 from ..core.config import SessionConfig
 from ..core.guard import Refusal
@@ -82,6 +84,8 @@ SESSION_ERRORS: tuple[type[Exception], ...] = (
 )  # fmt: skip
 #: A refusal's headers that Litestar's ``Response`` writes itself.
 _OWN_HEADERS = frozenset(("content-type", "content-length"))
+#: Where :func:`_note_failure` marks a request whose handler raised (its error answer saves nothing).
+_FAILED_KEY = "serversession.failed"
 
 
 def get_session(connection: Any) -> Session:
@@ -165,6 +169,10 @@ class ServerSessionMiddleware(ASGIMiddleware):
             if replaced:
                 return  # the handler's response was replaced by a refusal
             if not started and message["type"] == "http.response.start":
+                if raw.get(_FAILED_KEY):  # the handler raised: its error answer saves nothing, as on ASGI
+                    started = True
+                    await send(message)
+                    return
                 _adopt(raw, session)
                 added = await kit.afinish(manager, opened, _names(message))
                 if isinstance(added, Refusal):
@@ -245,6 +253,7 @@ class ServerSessionPlugin(InitPlugin):
             return manager
 
         app_config.middleware.insert(0, ServerSessionMiddleware(manager, exempt_opt_key=self.exempt_opt_key))
+        app_config.after_exception.append(_note_failure)
         for error in SESSION_ERRORS:
             app_config.exception_handlers.setdefault(error, session_error_handler)
         app_config.dependencies[self.dependency_key] = Provide(_provide_session, sync_to_thread=False)
@@ -267,6 +276,20 @@ class ServerSessionPlugin(InitPlugin):
         await self.manager.store.aclose()
 
 
+async def _note_failure(exc: Exception, scope: Scope) -> None:
+    """``after_exception`` hook: mark a request whose handler raised anything but an ``HTTPException``.
+
+    Why: Litestar turns the exception into its answer (a 500, or the 503/409/401
+    of :func:`session_error_handler`) inside the middleware, which then sees an
+    ordinary response start; saving there would store what the handler half
+    did before it failed (and, for a lost race, the losing write). An
+    ``HTTPException`` (a 401, a 404, a redirect) is a deliberate answer and is saved.
+    """
+    if not isinstance(exc, HTTPException):
+        raw: Any = scope
+        raw[_FAILED_KEY] = True
+
+
 def _provide_session(scope: Scope) -> Session:
     """The ``session`` dependency (``scope`` is Litestar's reserved kwarg: HTTP and WebSocket alike)."""
     return get_session(scope)
@@ -279,8 +302,12 @@ def _full_path(scope: Any) -> str:
     root: str = (scope.get("root_path") or "").rstrip("/")
     handler = scope.get("route_handler")
     if getattr(handler, "is_mount", False) and scope.get("raw_path"):
-        path = unquote(scope["raw_path"].partition(b"?")[0].decode("latin-1"))  # the prefix is cut from path
-        return path if not root or path.startswith(root + "/") else root + path
+        # The mount's prefix is cut from scope["path"]: rebuild the path the router matched, the way
+        # it did (root_path split off, then normalized), or "/mounted//set" would escape the lists.
+        path = unquote(scope["raw_path"].partition(b"?")[0].decode("latin-1"))
+        if root_path := scope.get("root_path"):
+            path = path.split(root_path, maxsplit=1)[-1]
+        return root + normalize_path(path)
     routed: str = scope["path"]
     return root + routed
 
