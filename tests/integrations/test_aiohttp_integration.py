@@ -55,6 +55,22 @@ async def form(request: web.Request) -> web.Response:
     return web.Response(text="saved")
 
 
+@routes.post("/upload")
+async def upload(request: web.Request) -> web.Response:
+    """Streams the form as aiohttp's upload examples do (``request.multipart()``, not ``post()``)."""
+    names = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        names.append(f"{part.name}={len(await part.read())}")  # type: ignore[union-attr]
+    (await get_session(request))["parts"] = names
+    return web.Response(text=" ".join(names))
+
+
+@routes.post("/raw-stream")
+async def raw_stream(request: web.Request) -> web.Response:
+    return web.Response(text=(await request.content.read()).decode())
+
+
 @routes.post("/stream")
 async def stream(request: web.Request) -> web.StreamResponse:
     session = await get_session(request)
@@ -354,6 +370,36 @@ async def test_the_token_may_come_in_a_form_field(client: Client, multipart: boo
     assert response.status == 200 and await response.text() == "saved", await response.text()
     wrong = await client.post("/form", data={"csrf_token": "nope", "note": "x"})
     assert wrong.status == 403 and (await wrong.json())["error"].startswith("CSRF token invalid")
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+async def test_a_form_whose_token_was_found_is_still_whole_for_a_handler_that_streams_it(
+    client: Client, multipart: bool
+) -> None:
+    """A ``request.post()`` in the middleware left ``request.multipart()`` and ``request.content``
+    nothing to read: an upload form with its hidden csrf_token field failed with a 500."""
+    await post_value(client, 1)
+    csrf = await token(client)
+    if multipart:
+        data = aiohttp.FormData({"csrf_token": csrf})
+        data.add_field("file", b"x" * 70_000, filename="f.bin")
+        response = await client.post("/upload", data=data)
+        assert (response.status, await response.text()) == (200, f"csrf_token={len(csrf)} file=70000")
+    else:
+        response = await client.post("/raw-stream", data={"csrf_token": csrf, "note": "kept"})
+        assert (response.status, await response.text()) == (200, f"csrf_token={csrf}&note=kept")
+
+
+@pytest.mark.parametrize("body", [
+    b"note=1",
+    b'--b\r\nContent-Disposition: form-data; name="note"\r\nContent-Type: text/plain; charset=bogus\r\n\r\n'
+    b"x\r\n--b--\r\n",
+])  # fmt: skip
+async def test_a_form_in_an_unknown_charset_is_a_missing_token_not_a_500(client: Client, body: bytes) -> None:
+    await post_value(client, 1)
+    kind = "multipart/form-data; boundary=b" if body.startswith(b"--") else "application/x-www-form-urlencoded"
+    response = await client.post("/form", data=body, headers={"Content-Type": f"{kind}; charset=bogus"})
+    assert response.status == 403 and (await response.json())["error"].startswith("CSRF token missing")
 
 
 async def test_a_form_beyond_client_max_size_is_413_not_a_missing_token(store: FlakyStore) -> None:

@@ -30,11 +30,14 @@ true``, never a 500.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import aiohttp
 from aiohttp import web
+from aiohttp.streams import StreamReader
 from aiohttp.typedefs import Handler, Middleware
 
 from ..core import csrf
@@ -237,19 +240,45 @@ async def _save(cycle: _Cycle, response: web.StreamResponse) -> kit.Refusal | No
 
 
 async def _form_token(request: web.Request) -> str | kit.Refusal | None:
-    """The ``csrf_token`` field of a urlencoded or multipart form.
+    """The ``csrf_token`` field of a urlencoded or multipart form; the handler reads the body again.
 
-    ``request.post()`` keeps what it parsed, so the handler reads the same form
-    again; aiohttp's ``client_max_size`` bounds the body.
+    The body is read here (at most ``client_max_size`` bytes, or
+    :data:`~serversession.integrations.kit.MAX_FORM_BODY` where that is 0) and
+    the request's stream is refilled with it, so every way a handler reads a
+    body still works: ``post()``, ``read()``, ``json()``, and the streaming
+    ``multipart()`` / ``content`` that a ``request.post()`` here would have left
+    empty. A malformed form (an unknown charset, a broken boundary) holds no token.
     """
+    limit = request.client_max_size or kit.MAX_FORM_BODY
+    received = bytearray()
+    # request._payload, not request.content: that one is cached on first use, and the handler's
+    # must be the refilled stream.
+    while chunk := await request._payload.readany():
+        received.extend(chunk)
+        if len(received) > limit:
+            return kit.body_too_large(limit)
+    body = bytes(received)
+    request._payload = _refilled(request, body)
+    if request.content_type != "multipart/form-data":
+        return kit.token_from_form(body)
     try:
-        form = await request.post()
-    except web.HTTPRequestEntityTooLarge:
-        return kit.body_too_large(request.client_max_size)
-    except ValueError:  # a malformed body holds no token: the CSRF check says what to send
+        reader = aiohttp.MultipartReader(request.headers, _refilled(request, body))
+        while (part := await reader.next()) is not None:
+            if isinstance(part, aiohttp.BodyPartReader) and part.name == csrf.FORM_FIELD and part.filename is None:
+                return (await part.read(decode=True)).decode("ascii", "replace")
+            await part.release()
+    except (ValueError, LookupError, AssertionError, RuntimeError):
         return None
-    value = form.get(csrf.FORM_FIELD)
-    return value if isinstance(value, str) else None
+    return None
+
+
+def _refilled(request: web.Request, body: bytes) -> StreamReader:
+    """A request stream holding ``body``, at its end; its limit is never reached, so it never
+    pauses the connection's reading."""
+    stream = StreamReader(request.protocol, limit=len(body) + 1, loop=asyncio.get_running_loop())
+    stream.feed_data(body)
+    stream.feed_eof()
+    return stream
 
 
 def _answer(refusal: kit.Refusal) -> web.Response:
