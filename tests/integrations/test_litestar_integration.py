@@ -355,6 +355,30 @@ def test_a_raised_http_exception_is_a_deliberate_answer_and_is_saved(client: Tes
     assert client.get("/keys").json() == ["half", "value"]
 
 
+class OutOfStock(Exception):
+    """An app's own error, answered by its own exception handler."""
+
+
+@post("/out-of-stock", status_code=200)
+async def out_of_stock(session: NamedDependency[Session]) -> None:
+    session["half"] = "done"
+    raise OutOfStock
+
+
+def test_an_error_the_app_answers_with_its_own_handler_is_saved(store: FlakyStore) -> None:
+    """As a Starlette app's ExceptionMiddleware answer is on ASGI: the app chose the answer."""
+
+    def sorry(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
+        return Response("sold out", status_code=200)
+
+    app = Litestar(route_handlers=[*HANDLERS, out_of_stock], exception_handlers={OutOfStock: sorry},
+                   plugins=[ServerSessionPlugin(store, SessionConfig(cookie_secure=False))])  # fmt: skip
+    with TestClient(app) as client:
+        csrf = start(client)
+        assert client.post("/out-of-stock", headers={"X-CSRF-Token": csrf}).text == "sold out"
+        assert client.get("/keys").json() == ["half", "value"]
+
+
 def test_a_store_down_while_the_handler_modifies_answers_503_with_retry_after(
     client: TestClient[Litestar], store: FlakyStore
 ) -> None:

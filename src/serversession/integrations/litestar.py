@@ -277,15 +277,23 @@ class ServerSessionPlugin(InitPlugin):
 
 
 async def _note_failure(exc: Exception, scope: Scope) -> None:
-    """``after_exception`` hook: mark a request whose handler raised anything but an ``HTTPException``.
+    """``after_exception`` hook: mark a request whose handler failed, so its error answer saves nothing.
 
     Why: Litestar turns the exception into its answer (a 500, or the 503/409/401
     of :func:`session_error_handler`) inside the middleware, which then sees an
     ordinary response start; saving there would store what the handler half
-    did before it failed (and, for a lost race, the losing write). An
-    ``HTTPException`` (a 401, a 404, a redirect) is a deliberate answer and is saved.
+    did before it failed (and, for a lost race, the losing write). Saved as
+    usual, as Starlette's ``ExceptionMiddleware`` answers are on ASGI: an
+    ``HTTPException`` (a 401, a redirect) and an exception the app answers with
+    a handler of its own for that class (not ``Exception`` or ``500``: a 500
+    page is still a failure).
     """
-    if not isinstance(exc, HTTPException):
+    if isinstance(exc, HTTPException):
+        return
+    route: Any = scope.get("route_handler")
+    handlers: Mapping[Any, Any] = route.resolve_exception_handlers() if route is not None else {}
+    answer = next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers and cls is not Exception), None)
+    if answer is None or answer is session_error_handler:
         raw: Any = scope
         raw[_FAILED_KEY] = True
 
