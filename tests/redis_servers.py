@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Certificates:
-    """PEM files: ``ca`` signs ``server`` and ``client``; ``other_ca`` signs nothing here."""
+    """PEM files: ``ca`` signs ``server``, ``client`` and ``misnamed`` (issued for
+    ``elsewhere.test``, not this host); ``other_ca`` signs nothing here."""
 
     dir: Path
     ca: Path
@@ -42,6 +43,8 @@ class Certificates:
     server_key: Path
     client_cert: Path
     client_key: Path
+    misnamed_cert: Path
+    misnamed_key: Path
     other_ca: Path
 
 
@@ -77,8 +80,10 @@ def make_certificates(dir: Path) -> Certificates:
     server = _leaf(dir, "server", ca, "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
                    "extendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")  # fmt: skip
     client = _leaf(dir, "client", ca, "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")
+    misnamed = _leaf(dir, "misnamed", ca, "subjectAltName=DNS:elsewhere.test\n"
+                     "extendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")  # fmt: skip
     other = _ca(dir, "other-ca")
-    return Certificates(dir, ca[0], *server, *client, other[0])
+    return Certificates(dir, ca[0], *server, *client, *misnamed, other[0])
 
 
 class TLSRedisServer(RedisServer):
@@ -88,12 +93,13 @@ class TLSRedisServer(RedisServer):
     certificate signed by the CA, ``"optional"`` checks one only if it is sent.
     """
 
-    def __init__(self, certs: Certificates, auth_clients: str = "optional", *extra_args: str) -> None:
+    def __init__(self, certs: Certificates, auth_clients: str = "optional", *, misnamed: bool = False) -> None:
         port = free_port()
+        cert, key = (certs.misnamed_cert, certs.misnamed_key) if misnamed else (certs.server_cert, certs.server_key)
         super().__init__(
-            "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certs.server_cert),
-            "--tls-key-file", str(certs.server_key), "--tls-ca-cert-file", str(certs.ca),
-            "--tls-auth-clients", auth_clients, *extra_args, port=port,
+            "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key), "--tls-ca-cert-file", str(certs.ca),
+            "--tls-auth-clients", auth_clients, port=port,
         )  # fmt: skip
         self.certs = certs
 
@@ -102,9 +108,10 @@ class TLSRedisServer(RedisServer):
         return f"rediss://{HOST}:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        """An admin client that trusts the CA and presents the client certificate."""
+        """An admin client that trusts the CA and presents the client certificate (no name check)."""
         return redis.Redis(
             host=HOST, port=self.port, socket_timeout=2, socket_connect_timeout=2, ssl=True,
+            ssl_check_hostname=False,
             ssl_ca_certs=str(self.certs.ca), ssl_certfile=str(self.certs.client_cert),
             ssl_keyfile=str(self.certs.client_key),
         )  # fmt: skip

@@ -90,13 +90,29 @@ def test_tls_with_the_ca_named_in_the_url(tls_server: TLSRedisServer, certs: Cer
         store.close()
 
 
-def test_tls_host_name_is_checked(tls_server: TLSRedisServer, certs: Certificates) -> None:
-    """``localhost`` is in the certificate, so it works; the check is on and a wrong name is refused."""
+def test_tls_host_name_in_the_certificate(tls_server: TLSRedisServer, certs: Certificates) -> None:
+    """``localhost`` is one of the certificate's names, as ``127.0.0.1`` is."""
     store = RedisStore(f"rediss://localhost:{tls_server.port}/0?ssl_ca_certs={certs.ca}")
     try:
         store.ping()
     finally:
         store.close()
+
+
+def test_tls_host_name_is_checked_by_default(certs: Certificates) -> None:
+    """A certificate from the trusted CA but for another name is refused unless the check is turned off."""
+    with TLSRedisServer(certs, misnamed=True) as server:
+        store = RedisStore(f"{server.url}?ssl_ca_certs={certs.ca}")
+        try:
+            with pytest.raises(StoreUnavailableError):
+                store.ping()
+        finally:
+            store.close()
+        unchecked = RedisStore(f"{server.url}?ssl_ca_certs={certs.ca}&ssl_check_hostname=false")
+        try:
+            unchecked.ping()  # the chain still verifies: only the name check is off
+        finally:
+            unchecked.close()
 
 
 @pytest.mark.parametrize("trust", ["system", "other"])
