@@ -1,6 +1,6 @@
 """The benchmark app for Django: settings, routes and views in one module.
 
-``BENCH_KIND`` picks ``SESSION_ENGINE``: ``ours`` (``serversession.django``,
+``BENCH_KIND`` picks ``SESSION_ENGINE``: ``ours`` (``serversession.integrations.django``,
 store ``BENCH_STORE``), ``cache`` (Django's cache sessions on the Redis cache
 backend at ``BENCH_STORE``), ``db`` (Django's database sessions in the SQLite
 file ``BENCH_DB``) or ``floor`` (no session middleware). Every engine runs with
@@ -29,7 +29,7 @@ KIND = os.environ.get("BENCH_KIND", "floor")
 STORE = os.environ.get("BENCH_STORE", "")
 USER = "bench"
 
-_ENGINES = {"ours": "serversession.django", "cache": "django.contrib.sessions.backends.cache",
+_ENGINES = {"ours": "serversession.integrations.django", "cache": "django.contrib.sessions.backends.cache",
             "db": "django.contrib.sessions.backends.db"}  # fmt: skip
 if KIND not in (*_ENGINES, "floor"):
     raise SystemExit(f"unknown BENCH_KIND {KIND!r}")

@@ -1,6 +1,6 @@
 """The benchmark app for Flask: the same routes behind three session layers.
 
-``BENCH_KIND``: ``ours`` (:func:`serversession.flask.init_app`; the write is
+``BENCH_KIND``: ``ours`` (:func:`serversession.integrations.flask.init_app`; the write is
 ``session.modify``), ``flask-session`` (Flask-Session on Redis, its defaults:
 permanent sessions refreshed on every request; the write is a plain
 read-increment-write) or ``floor`` (no server-side session: what Flask alone
@@ -33,9 +33,9 @@ def bare() -> Any:
 
 
 def _ours() -> None:
-    import serversession.flask
+    import serversession.integrations.flask
 
-    serversession.flask.init_app(flask_app, store=STORE, cookie_secure=False)
+    serversession.integrations.flask.init_app(flask_app, store=STORE, cookie_secure=False)
 
     @flask_app.get("/start")
     def start() -> Any:

@@ -43,7 +43,7 @@ MODES = {
 PHASES = ("http", "stores", "scale")
 STORES = ("memory", "sqlite", "redis", "cluster", "postgres")
 # Modules a target needs, to print "n/a (module missing)" instead of failing when one is absent.
-NEEDS = {"ours flask": "serversession.flask", "ours django": "serversession.django",
+NEEDS = {"ours flask": "serversession.integrations.flask", "ours django": "serversession.integrations.django",
          "starsessions": "starsessions", "flask-session": "flask_session"}  # fmt: skip
 
 

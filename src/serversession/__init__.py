@@ -2,8 +2,8 @@
 
 Start with :class:`SessionConfig` and a store from :func:`open_store`, then an
 integration: :class:`serversession.integrations.asgi.SessionMiddleware`,
-:mod:`serversession.integrations.wsgi`, :mod:`serversession.flask` or
-``SESSION_ENGINE = "serversession.django"``.
+:mod:`serversession.integrations.wsgi`, :mod:`serversession.integrations.flask` or
+``SESSION_ENGINE = "serversession.integrations.django"``.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -1,6 +1,6 @@
 """A small Django project (apps/djproject), written the Django-docs way, under waitress.
 
-``SESSION_ENGINE = "serversession.django"`` and ``SERVERSESSION_STORE`` are the
+``SESSION_ENGINE = "serversession.integrations.django"`` and ``SERVERSESSION_STORE`` are the
 only session settings; Django's own SessionMiddleware, CSRF, ``authenticate`` /
 ``login`` / ``logout``, templates showing ``user.username``, the admin and
 ``manage.py clearsessions`` are used unchanged, on SQLite, Redis and Redis

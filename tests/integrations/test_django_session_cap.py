@@ -15,11 +15,11 @@ from django.conf import settings
 settings.configure(
     SECRET_KEY="cap-test-" + "k" * 40, ALLOWED_HOSTS=["testserver"], ROOT_URLCONF=__name__,
     INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
-    MIDDLEWARE=["serversession.django.middleware.SessionMiddleware",
+    MIDDLEWARE=["serversession.integrations.django.middleware.SessionMiddleware",
                 "django.contrib.auth.middleware.AuthenticationMiddleware"],
     DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
     PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-    SESSION_ENGINE="serversession.django", SERVERSESSION_STORE="memory://", USE_TZ=True, **EXTRA)
+    SESSION_ENGINE="serversession.integrations.django", SERVERSESSION_STORE="memory://", USE_TZ=True, **EXTRA)
 django.setup()
 from django.http import JsonResponse
 from django.urls import path
@@ -29,7 +29,7 @@ def whoami(request):
     return JsonResponse({"user": request.user.username or None, "ended_because": raw.ended_because})
 
 urlpatterns = [path("whoami", whoami)]
-from serversession.django.backend import get_manager
+from serversession.integrations.django.backend import get_manager
 """
 
 

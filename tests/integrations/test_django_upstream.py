@@ -1,4 +1,4 @@
-"""Django's own session test suite, run against ``SESSION_ENGINE = "serversession.django"``.
+"""Django's own session test suite, run against ``SESSION_ENGINE = "serversession.integrations.django"``.
 
 Django's wheel ships no tests, so the source release of exactly the installed
 Django version is fetched once with ``pip download`` and cached beside the

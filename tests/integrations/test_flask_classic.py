@@ -1,7 +1,7 @@
 """The classic Flask sign-in app (apps/classic_flask.py) under waitress, end to end.
 
 The app is written the way Flask's docs write it, with ``flask.session``; only
-the ``serversession.flask.init_app`` line is added. The data now lives on the
+the ``serversession.integrations.flask.init_app`` line is added. The data now lives on the
 server: the cookie carries a random ID, not the signed data Flask would send.
 """
 

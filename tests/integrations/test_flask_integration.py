@@ -10,7 +10,7 @@ from flaky_store import FlakyStore
 from flask import Flask, flash, get_flashed_messages, render_template_string, request, session
 from flask.testing import FlaskClient
 
-import serversession.flask
+import serversession.integrations.flask
 from serversession import ConfigurationError, MemoryStore, SessionConfig
 
 ours: Any = session  # FlaskSession behind the proxy
@@ -18,7 +18,7 @@ ours: Any = session  # FlaskSession behind the proxy
 
 def make_app(store: Any, **options: Any) -> Flask:
     app = Flask(__name__)
-    serversession.flask.init_app(app, store=store, **{"cookie_secure": False, **options})
+    serversession.integrations.flask.init_app(app, store=store, **{"cookie_secure": False, **options})
 
     @app.post("/set")
     def set_value() -> str:
@@ -45,7 +45,7 @@ def make_app(store: Any, **options: Any) -> Flask:
         return render_template_string('<input name="csrf_token" value="{{ csrf_token() }}">')
 
     @app.post("/hook")
-    @serversession.flask.csrf_exempt
+    @serversession.integrations.flask.csrf_exempt
     def hook() -> str:
         return "hooked"
 
@@ -86,17 +86,17 @@ def client(store: FlakyStore) -> FlaskClient:
 
 def test_flask_settings_are_honoured_or_overridden() -> None:
     app = Flask(__name__)
-    default = serversession.flask.config_from_flask(app)
+    default = serversession.integrations.flask.config_from_flask(app)
     assert default.cookie_name == "__Host-session" and default.cookie_secure  # Flask's False is not taken
     assert default.cookie_samesite == "lax" and default.absolute_timeout == 43200  # nor its None / 31 days
     app.config.update(SESSION_COOKIE_NAME="sid", SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_DOMAIN="example.com",
                       SESSION_COOKIE_PATH="/app", PERMANENT_SESSION_LIFETIME=timedelta(minutes=10))  # fmt: skip
-    mapped = serversession.flask.config_from_flask(app, renew_fraction=0.2)
+    mapped = serversession.integrations.flask.config_from_flask(app, renew_fraction=0.2)
     assert (mapped.cookie_name, mapped.cookie_samesite, mapped.cookie_domain, mapped.cookie_path) == (
         "sid", "strict", "example.com", "/app")  # fmt: skip
     assert (mapped.absolute_timeout, mapped.idle_timeout, mapped.renew_fraction) == (600, 600, 0.2)
     with pytest.raises(ConfigurationError):
-        serversession.flask.init_app(app, store=MemoryStore(), config=SessionConfig(), csrf=False)
+        serversession.integrations.flask.init_app(app, store=MemoryStore(), config=SessionConfig(), csrf=False)
 
 
 def test_session_mixin_semantics(client: FlaskClient) -> None:
@@ -131,7 +131,7 @@ def test_csrf_is_enforced_exemptable_and_switchable(client: FlaskClient, store: 
     assert client.post("/hook").text == "hooked"
     app = Flask(__name__)
     app.config["SERVERSESSION_CSRF"] = False
-    serversession.flask.init_app(app, store=store, cookie_secure=False)
+    serversession.integrations.flask.init_app(app, store=store, cookie_secure=False)
     app.add_url_rule("/w", "w", lambda: "written", methods=["POST"])
     assert app.test_client().post("/w").text == "written"
 

@@ -24,14 +24,14 @@ event loop with no thread hop per request. SQLite's async face runs in a thread,
 as it does everywhere (its driver blocks). Every hook this module installs is a
 coroutine for the same reason: Quart runs a plain function in a thread.
 
-The session object is Flask's integration's one (:class:`~serversession.flask.FlaskSession`,
+The session object is Flask's integration's one (:class:`~serversession.integrations.flask.FlaskSession`,
 Quart shares Flask's ``SessionMixin``), so ``session.permanent``, ``session.modified``,
 ``session.new``, ``session.clear()`` (which also gives a stored session a new ID:
 the tutorial's sign-in and sign-out), ``session.rotate()``, ``session.destroy()``,
 ``session.user``, ``session.csrf_token`` and the authentication controls behave
 exactly as documented there; :class:`QuartSession` adds the awaited twins
 ``await session.amodify(key, fn, default)`` and ``await session.acredential_changed()``.
-Quart's settings are read like Flask's (:func:`~serversession.flask.config_from_flask`),
+Quart's settings are read like Flask's (:func:`~serversession.integrations.flask.config_from_flask`),
 and ``SERVERSESSION_STORE`` / ``SERVERSESSION_CSRF`` mean the same.
 
 One request, as the kit runs it (:func:`~serversession.integrations.kit.abegin`):
@@ -58,7 +58,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from quart import Quart, current_app, has_request_context, has_websocket_context
-from quart.globals import request_ctx, websocket_ctx
+from quart import globals as quart_globals
 from quart.sessions import SessionInterface, SessionMixin
 from quart.wrappers import BaseRequestWebsocket, Request, Response
 from werkzeug.datastructures import Headers
@@ -76,10 +76,10 @@ from ..exceptions import (
     SessionLimitError,
     StoreError,
 )
-from ..flask import _EXEMPT_ATTR, FlaskSession, config_from_flask, csrf_exempt
 from ..manager import AsyncSessionManager
 from ..stores.url import DEFAULT_STORE_URL, open_store
 from . import kit
+from .flask import _EXEMPT_ATTR, FlaskSession, config_from_flask, csrf_exempt
 
 __all__ = ["QuartSession", "ServerSessionInterface", "csrf_exempt", "get_manager", "get_session", "init_app"]
 
@@ -258,7 +258,7 @@ def init_app(
     ``store`` is a store object (async face) or URL (default:
     ``app.config["SERVERSESSION_STORE"]``, else ``sqlite:///serversession.sqlite3``).
     ``config`` is used as is; without it the config comes from Quart's settings
-    (read as Flask's, see :func:`serversession.flask.config_from_flask`) and
+    (read as Flask's, see :func:`serversession.integrations.flask.config_from_flask`) and
     ``options`` (any :class:`SessionConfig` field, e.g. ``cookie_secure=False``).
     ``app.config["SERVERSESSION_CSRF"] = False`` turns the CSRF check off (the
     cross-site screen stays). Raises :class:`ConfigurationError` for a bad store
@@ -311,11 +311,19 @@ def get_session() -> Session:
 
 
 def _current_session() -> SessionMixin | None:
-    if has_request_context():
-        return request_ctx.session
-    if has_websocket_context():
-        return websocket_ctx.session
-    return None
+    """This request's session object, read without marking it accessed.
+
+    Quart up to 0.22 keeps it on a request or a websocket context; 0.23 folds
+    both into the app context, whose ``session`` property would also set
+    ``accessed`` (a ``Vary: Cookie`` on a response that never read it).
+    """
+    if not (has_request_context() or has_websocket_context()):
+        return None
+    if hasattr(quart_globals, "request_ctx"):  # Quart <= 0.22
+        ctx: Any = quart_globals.request_ctx if has_request_context() else quart_globals.websocket_ctx
+        return cast("SessionMixin | None", ctx.session)
+    ctx = cast(Any, quart_globals).app_ctx._get_current_object()  # Quart 0.23+
+    return cast("SessionMixin | None", getattr(ctx, "_session", None))
 
 
 async def _answer_refusal() -> Response | None:

@@ -1,6 +1,6 @@
 """The behaviour-suite endpoints as a one-module Django project.
 
-``SESSION_ENGINE = "serversession.django"``, Django's own CSRF middleware, real
+``SESSION_ENGINE = "serversession.integrations.django"``, Django's own CSRF middleware, real
 ``login()`` / ``logout()``, and serversession's optional middleware so that a
 store outage answers 503 like the other integrations.
 """
@@ -24,7 +24,7 @@ settings.configure(
     ROOT_URLCONF=__name__,
     INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
     MIDDLEWARE=[
-        "serversession.django.middleware.SessionMiddleware",
+        "serversession.integrations.django.middleware.SessionMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
     ],
@@ -32,7 +32,7 @@ settings.configure(
     DEFAULT_AUTO_FIELD="django.db.models.AutoField",
     PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
     USE_TZ=True,
-    SESSION_ENGINE="serversession.django",
+    SESSION_ENGINE="serversession.integrations.django",
     SERVERSESSION_STORE=os.environ["SS_STORE"],
     SERVERSESSION_CONFIG={
         "json_only_paths": ["/set"],
@@ -55,7 +55,7 @@ from django.urls import path  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from django.views.decorators.http import require_GET, require_POST  # noqa: E402
 
-from serversession.django import credential_changed, list_user_sessions, revoke_user_sessions  # noqa: E402
+from serversession.integrations.django import credential_changed, list_user_sessions, revoke_user_sessions  # noqa: E402
 
 REAUTH = float(os.environ.get("SS_REAUTH") or 1)
 

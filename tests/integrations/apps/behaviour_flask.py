@@ -9,10 +9,10 @@ from typing import Any
 
 from flask import Flask, request, session
 
-import serversession.flask
+import serversession.integrations.flask
 
 app = Flask(__name__)
-serversession.flask.init_app(
+serversession.integrations.flask.init_app(
     app,
     store=os.environ["SS_STORE"],
     cookie_secure=False,
@@ -74,14 +74,14 @@ def logout() -> dict[str, Any]:
 
 @app.get("/sessions")
 def sessions() -> dict[str, Any]:
-    manager = serversession.flask.get_manager()
+    manager = serversession.integrations.flask.get_manager()
     infos = manager.list_sessions(ours.user, current=ours.raw) if ours.user else []
     return {"sessions": [{"handle": i.handle, "current": i.current} for i in infos]}
 
 
 @app.post("/revoke-others")
 def revoke_others() -> dict[str, Any]:
-    revoked = serversession.flask.get_manager().revoke_user(ours.user or "", keep=ours.raw)
+    revoked = serversession.integrations.flask.get_manager().revoke_user(ours.user or "", keep=ours.raw)
     return {"revoked": revoked, "csrf": ours.csrf_token}
 
 

@@ -10,11 +10,11 @@ import os
 
 from flask import Flask, redirect, request, session, url_for
 
-import serversession.flask
+import serversession.integrations.flask
 
 app = Flask(__name__)
 app.secret_key = 'supersecretkey'
-serversession.flask.init_app(app, store=os.environ["SS_STORE"], cookie_secure=False, csrf=False)
+serversession.integrations.flask.init_app(app, store=os.environ["SS_STORE"], cookie_secure=False, csrf=False)
 
 
 @app.route('/')

@@ -2,6 +2,6 @@
 
 from django.contrib.auth.admin import UserAdmin
 
-from serversession.django.admin import revoke_sessions
+from serversession.integrations.django.admin import revoke_sessions
 
 UserAdmin.actions = [*UserAdmin.actions, revoke_sessions]

@@ -70,5 +70,5 @@ STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "login"
 
-SESSION_ENGINE = "serversession.django"
+SESSION_ENGINE = "serversession.integrations.django"
 SERVERSESSION_STORE = os.environ["SS_STORE"]

@@ -5,7 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from serversession.django import list_user_sessions, revoke_user_sessions
+from serversession.integrations.django import list_user_sessions, revoke_user_sessions
 
 
 def index(request):
