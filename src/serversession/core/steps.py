@@ -35,12 +35,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Generator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from .events import SessionEvent
 from .records import Commit, CommitResult, StoredSession
 
 if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+; annotations only, so 3.10 never imports it
+
     from ..stores.base import AsyncStore, Store
 
 R = TypeVar("R", covariant=True)
