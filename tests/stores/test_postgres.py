@@ -29,6 +29,7 @@ from serversession.core.records import Commit, CommitResult, Outcome, UserCap
 from serversession.exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
 from serversession.stores import _postgres_sql, open_store
 from serversession.stores import postgres as postgres_store
+from serversession.stores._postgres_steps import Statement
 from serversession.stores.postgres import NoAnswerError, PostgresStore
 
 N = 30  # concurrent compare-and-set increments
@@ -451,8 +452,8 @@ def test_the_deadline_spans_the_whole_call_and_closes_the_connection(postgres_se
     slow = PostgresStore(postgres_server.url, table=table, timeout=1.0, max_size=1)
 
     def two_sleeps() -> Any:
-        yield (sql.SQL("SELECT pg_sleep(0.6)"), {})
-        yield (sql.SQL("SELECT pg_sleep(0.6)"), {})
+        yield Statement(sql.SQL("SELECT pg_sleep(0.6)"), {})
+        yield Statement(sql.SQL("SELECT pg_sleep(0.6)"), {})
 
     try:
         slow.ping()
@@ -473,8 +474,8 @@ async def test_the_deadline_holds_on_the_async_face(postgres_server: PostgresSer
     slow = PostgresStore(postgres_server.url, table=table, timeout=1.0, max_size=1)
 
     def two_sleeps() -> Any:
-        yield (sql.SQL("SELECT pg_sleep(0.6)"), {})
-        yield (sql.SQL("SELECT pg_sleep(0.6)"), {})
+        yield Statement(sql.SQL("SELECT pg_sleep(0.6)"), {})
+        yield Statement(sql.SQL("SELECT pg_sleep(0.6)"), {})
 
     try:
         await slow.aping()

@@ -40,7 +40,9 @@ closed (the server rolls back) and the pool replaces it.
 
 Both faces live on this class, each with its own psycopg_pool pool (the async face
 uses ``AsyncConnectionPool``: no threads). Every operation is written once as a
-*plan*, a generator yielding statements, which ``_run`` and ``_arun`` carry out.
+*plan*, a generator yielding typed statements (:mod:`._postgres_steps`), which
+``_run`` and ``_arun`` carry out; the driver's errors become
+:class:`StoreError` / :class:`StoreUnavailableError` in one place (``_ERRORS``).
 """
 
 from __future__ import annotations
@@ -55,11 +57,11 @@ import time
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import nullcontext
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import psycopg
-from psycopg import pq, sql
+from psycopg import pq
 from psycopg.abc import PQGen
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
@@ -81,27 +83,22 @@ from ..core.records import (
     ended_marker,
     least_recently_used,
 )
-from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
+from ..exceptions import ConfigurationError
+from ._plans import DriverErrors, adrive, drive
 from ._postgres_sql import ENDED, LOCK_CLASS, USER_LOCK_CLASS, compile_migrations, compile_queries
+from ._postgres_steps import Reply, Statement
 from .url import refuse_unknown_options
 
 T = TypeVar("T")
 RV = TypeVar("RV")
 
 
-class _Reply(NamedTuple):
-    """What one statement returned: its rows (empty unless it has any) and rowcount."""
-
-    rows: list[tuple[Any, ...]]
-    rowcount: int
-
-
-_Step = tuple[sql.Composed, Mapping[str, Any]]
-_Plan = Generator[_Step, _Reply, T]
+_Plan = Generator[Statement, Reply, T]
 
 # Connection refused or lost, PoolTimeout, statement_timeout, shutdown; a standby or a demoted primary.
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction, OSError)
 _CAUGHT = (psycopg.Error, OSError, KeyError, ValueError, TypeError)
+_ERRORS = DriverErrors("postgres", "PostgreSQL", unavailable=_UNAVAILABLE, caught=_CAUGHT)
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,55}")  # room for the "_schema" suffix in 63 bytes
 #: Suffixes of the version table and the indexes that go with a store's table.
 _COMPANIONS = ("_schema", "_expires", "_user")
@@ -340,17 +337,17 @@ class PostgresStore:
     # -- plans: every operation once, for both faces ------------------------------------------
     def _migrate(self) -> _Plan[None]:
         """Apply the missing migrations (run in one transaction)."""
-        yield (self._sql.lock, {"lock_class": LOCK_CLASS, "table_name": self.table})
-        yield (self._sql.create_schema, {})
-        rows = (yield (self._sql.get_version, {})).rows
+        yield Statement(self._sql.lock, {"lock_class": LOCK_CLASS, "table_name": self.table})
+        yield Statement(self._sql.create_schema, {})
+        rows = (yield Statement(self._sql.get_version, {})).rows
         found = int(rows[0][0]) if rows else 0
         for migration in self._migrations[found:]:
-            yield (migration, {})
+            yield Statement(migration, {})
         if found < len(self._migrations):
-            yield (self._sql.set_version, {"version": len(self._migrations)})
+            yield Statement(self._sql.set_version, {"version": len(self._migrations)})
 
     def _load(self, key: str) -> _Plan[StoredSession | None]:
-        rows = (yield (self._sql.load, {"key": key, "now": self._clock()})).rows
+        rows = (yield Statement(self._sql.load, {"key": key, "now": self._clock()})).rows
         if not rows:
             return None
         data, meta, moved_to = rows[0]
@@ -365,16 +362,16 @@ class PostgresStore:
 
     def _lock_user(self, user: str) -> _Plan[None]:
         """Take the user's advisory lock, held until the transaction ends."""
-        yield (self._sql.lock_user, {"lock_class": USER_LOCK_CLASS, "lock_name": f"{self.table}:{user}"})
+        yield Statement(self._sql.lock_user, {"lock_class": USER_LOCK_CLASS, "lock_name": f"{self.table}:{user}"})
 
     def _make_room(self, user: str, cap: UserCap, now: float, *keep: str) -> _Plan[list[str] | None]:
         """Under the user's lock: end the least recently used other sessions ``cap`` needs
         gone (their keys), or None to refuse."""
-        rows = (yield (self._sql.user_rows, {"user": user, "now": now})).rows
+        rows = (yield Statement(self._sql.user_rows, {"user": user, "now": now})).rows
         others = [(decode_meta(_fields(key, {}, meta)[1]).last_seen_at, key) for key, meta in rows if key not in keep]
         chosen = least_recently_used(others, cap)
         if chosen:
-            yield (self._sql.end, {"keys": chosen, "meta": Jsonb({"r": cap.reason}, dumps=_dumps)})
+            yield Statement(self._sql.end, {"keys": chosen, "meta": Jsonb({"r": cap.reason}, dumps=_dumps)})
         return chosen
 
     def _create(self, key: str, commit: Commit) -> _Plan[CommitResult]:
@@ -384,15 +381,16 @@ class PostgresStore:
             yield from self._lock_user(user)
         self._creates += 1
         if self._creates % 64 == 0:
-            yield (self._sql.purge, {"now": now, "limit": 50})
-        reply = yield (self._sql.insert, self._row(key, commit.set_data, commit.meta, commit.expires_at or now, now))
+            yield Statement(self._sql.purge, {"now": now, "limit": 50})
+        row = self._row(key, commit.set_data, commit.meta, commit.expires_at or now, now)
+        reply = yield Statement(self._sql.insert, row)
         if reply.rowcount != 1:
             return TAKEN
         evicted: list[str] | None = []
         if cap is not None and user:
             evicted = yield from self._make_room(user, cap, now, key)
             if evicted is None:
-                yield (self._sql.delete_row, {"key": key})  # refused: as if never inserted
+                yield Statement(self._sql.delete_row, {"key": key})  # refused: as if never inserted
                 return REFUSED
         return committed(evicted or ())
 
@@ -406,7 +404,7 @@ class PostgresStore:
 
     def _locked(self, key: str, now: float) -> _Plan[tuple[dict[str, str], dict[str, str]] | CommitResult]:
         """Lock the live row under ``key``: its (data, meta), or MISSING / MOVED."""
-        rows = (yield (self._sql.lock_row, {"key": key, "now": now})).rows
+        rows = (yield Statement(self._sql.lock_row, {"key": key, "now": now})).rows
         if not rows or rows[0][2] == ENDED:
             return MISSING
         data, meta, moved_to = rows[0]
@@ -431,7 +429,7 @@ class PostgresStore:
             evicted = yield from self._make_room(user, cap, now, key)
             if evicted is None:
                 return REFUSED
-        yield (self._sql.update, self._row(key, data, meta, commit.expires_at, now))
+        yield Statement(self._sql.update, self._row(key, data, meta, commit.expires_at, now))
         return committed(evicted or ())
 
     def _rotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> _Plan[CommitResult]:
@@ -449,59 +447,43 @@ class PostgresStore:
             evicted = yield from self._make_room(user, cap, now, old_key, new_key)
             if evicted is None:
                 return REFUSED
-        reply = yield (self._sql.insert, self._row(new_key, data, meta, commit.expires_at or now, now))
+        reply = yield Statement(self._sql.insert, self._row(new_key, data, meta, commit.expires_at or now, now))
         if reply.rowcount != 1:  # raising rolls the transaction back: the old row stays as it was
             raise ValueError(f"rotation target {new_key!r} is taken")
-        yield (self._sql.tombstone, {"key": old_key, "moved_to": new_key, "expires_at": now + grace})
+        yield Statement(self._sql.tombstone, {"key": old_key, "moved_to": new_key, "expires_at": now + grace})
         return committed(evicted or ())
 
     def _delete(self, key: str) -> _Plan[bool]:
-        return (yield (self._sql.delete, {"key": key, "now": self._clock()})).rowcount > 0
+        return (yield Statement(self._sql.delete, {"key": key, "now": self._clock()})).rowcount > 0
 
     def _list_user(self, user: str) -> _Plan[list[StoredSession]]:
-        rows = (yield (self._sql.list_user, {"user": user, "now": self._clock()})).rows
+        rows = (yield Statement(self._sql.list_user, {"user": user, "now": self._clock()})).rows
         return [_session(*row) for row in rows]
 
     def _scan_batch(self, after: str) -> _Plan[list[StoredSession]]:
         params = {"after": after, "now": self._clock(), "limit": _SCAN_BATCH}
-        return [_session(*row) for row in (yield (self._sql.scan, params)).rows]
+        return [_session(*row) for row in (yield Statement(self._sql.scan, params)).rows]
 
     def _purge(self, limit: int) -> _Plan[int]:
-        return (yield (self._sql.purge, {"now": self._clock(), "limit": limit})).rowcount
+        return (yield Statement(self._sql.purge, {"now": self._clock(), "limit": limit})).rowcount
 
     def _ping(self) -> _Plan[None]:
-        yield (self._sql.ping, {})
+        yield Statement(self._sql.ping, {})
 
     # -- carrying plans out ------------------------------------------------------------------
-    def _fail(self, operation: str, exc: BaseException) -> StoreError:
-        cls = StoreUnavailableError if isinstance(exc, _UNAVAILABLE) else StoreError
-        message = f"PostgreSQL {operation} failed: {type(exc).__name__}: {exc}"
-        return cls(message, store=self.kind, operation=operation)
-
     @staticmethod
     def _execute(conn: psycopg.Connection[Any], plan: _Plan[T], txn: bool) -> T:
+        # The plan ends (StopIteration) inside the transaction, which then commits.
         with conn.transaction() if txn else nullcontext(), conn.cursor() as cur:
-            try:
-                step = next(plan)
-                while True:
-                    cur.execute(*step)
-                    step = plan.send(_Reply(cur.fetchall() if cur.description else [], cur.rowcount))
-            except StopIteration as done:  # caught inside the transaction, which then commits
-                return done.value  # type: ignore[no-any-return]
+            return drive(plan, lambda statement: statement.call(cur))
 
     @staticmethod
     async def _aexecute(conn: psycopg.AsyncConnection[Any], plan: _Plan[T], txn: bool) -> T:
         async with conn.transaction() if txn else nullcontext(), conn.cursor() as cur:
-            try:
-                step = next(plan)
-                while True:
-                    await cur.execute(*step)
-                    step = plan.send(_Reply(await cur.fetchall() if cur.description else [], cur.rowcount))
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+            return await adrive(plan, lambda statement: statement.acall(cur))
 
     def _run(self, operation: str, plan: _Plan[T], txn: bool = False) -> T:
-        try:
+        with _ERRORS.mapped(operation):
             deadline = time.monotonic() + self._timeout
             pool = self._sync_pool()
             for _ in range(self._pool_options["max_size"] + 1):  # the pool drops a dead one on return
@@ -521,14 +503,9 @@ class PostgresStore:
                     finally:
                         conn.deadline = None  # what the pool does with it later (check()) is not this call
             raise psycopg.OperationalError("every pooled connection was broken")
-        except StoreError as exc:  # a corrupt record: name the store
-            exc.store, exc.operation = self.kind, operation
-            raise
-        except _CAUGHT as exc:
-            raise self._fail(operation, exc) from exc
 
     async def _arun(self, operation: str, plan: _Plan[T], txn: bool = False) -> T:
-        try:
+        with _ERRORS.mapped(operation):
             deadline = time.monotonic() + self._timeout
             pool = await self._async_pool()
             for _ in range(self._pool_options["max_size"] + 1):
@@ -548,11 +525,6 @@ class PostgresStore:
                     finally:
                         conn.deadline = None
             raise psycopg.OperationalError("every pooled connection was broken")
-        except StoreError as exc:  # a corrupt record: name the store
-            exc.store, exc.operation = self.kind, operation
-            raise
-        except _CAUGHT as exc:
-            raise self._fail(operation, exc) from exc
 
     # -- sync face ---------------------------------------------------------------------------
     def load(self, key: str) -> StoredSession | None:

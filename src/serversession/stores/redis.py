@@ -41,8 +41,10 @@ write and the claim leaves the user over the cap until their next sign-in.
 Both faces live on this class: the sync one uses :class:`redis.Redis` or
 :class:`redis.cluster.RedisCluster`; the async one uses ``redis.asyncio``
 clients, created on first use. Every operation is written once as a *plan*, a
-generator yielding Redis calls, which :meth:`RedisStore._run` and
-:meth:`RedisStore._arun` carry out, so the two faces share all logic. Calls are
+generator yielding typed Redis steps (:mod:`._redis_steps`: ``fields = yield from
+HGetAll(skey).ask()``), which :meth:`RedisStore._run` and :meth:`RedisStore._arun`
+carry out, so the two faces share all logic; the driver's errors become
+:class:`StoreError` / :class:`StoreUnavailableError` in one place (``_ERRORS``). Calls are
 bounded by the socket timeouts and never retried: a retried commit could apply a
 compare-and-set twice. The next call after an outage simply reconnects.
 
@@ -82,16 +84,15 @@ from ..core.records import (
     ended_marker,
     least_recently_used,
 )
-from ..exceptions import ConfigurationError, StoreError, StoreUnavailableError
+from ..exceptions import ConfigurationError
 from . import _redis_scripts as scripts
+from ._plans import DriverErrors, adrive, drive
 from ._redis_batch import LoadBatcher
+from ._redis_steps import AsyncTarget, HGetAll, HMGet, Ping, Pipeline, RedisStep, Script, ScriptAndWait, ZRem
 from ._redis_url import check_seconds, parse_url
 
 T = TypeVar("T")
-#: One Redis call: ("script", (name, keys, args)), ("script_and_wait", (name, keys, args,
-#: replicas, timeout_ms)), ("pipeline", ([(method, args), ...],)) or (client method, args).
-_Call = tuple[str, tuple[Any, ...]]
-_Plan = Generator[_Call, Any, T]
+_Plan = Generator[RedisStep[Any], Any, T]
 
 _UNAVAILABLE = (
     redis.exceptions.ConnectionError,  # BusyLoadingError, MaxConnectionsError, auth failures
@@ -105,7 +106,7 @@ _UNAVAILABLE = (
 )
 #: Anything else a driver raises (redis-py's cluster clients have raised AttributeError
 #: from a torn-down connection mid-failover) is still a store failure, never a 500.
-_CAUGHT = Exception
+_ERRORS = DriverErrors("redis", "Redis", unavailable=_UNAVAILABLE, caught=(Exception,))
 
 
 def _seconds(text: str | None) -> float:
@@ -244,7 +245,7 @@ class RedisStore:
         if user:
             bare = Commit(expires_at=commit.expires_at, absolute_at=commit.absolute_at)
             spec = scripts.pack(bare, self._clock(), None, key)
-            yield ("script", ("index", [self._ikey(user)], [expiry_ms, *spec]))
+            yield from Script("index", [self._ikey(user)], [expiry_ms, *spec]).ask()
 
     def _claim(self, user: str, cap: UserCap, commit: Commit, key: str, expiry_ms: int,
                keep: str = "") -> _Plan[list[str] | None]:  # fmt: skip
@@ -253,11 +254,11 @@ class RedisStore:
         ikey = self._ikey(user)
         bare = Commit(expires_at=commit.expires_at, absolute_at=commit.absolute_at)
         spec = scripts.pack(bare, self._clock(), None, key)
-        members = yield ("script", ("claim", [ikey], [expiry_ms, *spec]))
+        members = yield from Script("claim", [ikey], [expiry_ms, *spec]).ask()
         others = [m for m in members if m not in (key, keep)]
         live, stale = [], []
         if others:
-            replies = yield ("pipeline", ([("hmget", (self._skey(m), "u", "s", "m")) for m in others],))
+            replies = yield from Pipeline(tuple(HMGet(self._skey(m), ("u", "s", "m")) for m in others)).ask()
             for member, (u, seen, moved) in zip(others, replies, strict=True):
                 if u == user and moved is None:
                     live.append((_seconds(seen), member))
@@ -265,19 +266,19 @@ class RedisStore:
                     stale.append(member)
         chosen = least_recently_used(live, cap)
         if chosen is None:
-            yield ("zrem", (ikey, key, *stale))
+            yield from ZRem(ikey, (key, *stale)).ask()
             return None
         ended = []
         for member in chosen:
-            if (yield ("script", ("finish", [self._skey(member)], [user, cap.reason]))):
+            if (yield from Script("finish", [self._skey(member)], [user, cap.reason]).ask()):
                 ended.append(member)
         if stale or chosen:
-            yield ("zrem", (ikey, *stale, *chosen))
+            yield from ZRem(ikey, (*stale, *chosen)).ask()
         return ended
 
     # -- plans: every operation once, for both faces ---------------------------------
     def _load(self, key: str) -> _Plan[StoredSession | None]:
-        fields = yield ("hgetall", (self._skey(key),))
+        fields = yield from HGetAll(self._skey(key)).ask()
         return self._session(key, fields)
 
     def _spec(self, commit: Commit, now: float, expires_at: float | None, key: str, keep: str = "") -> list[Any]:
@@ -288,25 +289,25 @@ class RedisStore:
     def _create(self, key: str, commit: Commit) -> _Plan[CommitResult]:
         now = self._clock()
         spec = self._spec(commit, now, commit.expires_at or now, key)
-        reply = yield ("script", ("create", self._keys([self._skey(key)], commit.index_user), spec))
+        reply = yield from Script("create", self._keys([self._skey(key)], commit.index_user), spec).ask()
 
-        def undo() -> _Call:  # refused: the new session goes
-            return ("script", ("delete", [self._skey(key)], []))
+        def undo() -> Script:  # refused: the new session goes
+            return Script("delete", [self._skey(key)], [])
 
         return (yield from self._index_after_write(key, commit, reply, undo))
 
     def _commit(self, key: str, commit: Commit) -> _Plan[CommitResult]:
         spec = self._spec(commit, self._clock(), commit.expires_at, key)
-        reply = yield ("script", ("commit", self._keys([self._skey(key)], commit.index_user), spec))
+        reply = yield from Script("commit", self._keys([self._skey(key)], commit.index_user), spec).ask()
 
-        def undo() -> _Call:  # refused: the session goes back to its user before (the data written stays)
+        def undo() -> Script:  # refused: the session goes back to its user before (the data written stays)
             back = Commit(meta=encode_meta_fields(user=reply[3] or None))
-            return ("script", ("commit", [self._skey(key)], scripts.pack(back, self._clock(), None)))
+            return Script("commit", [self._skey(key)], scripts.pack(back, self._clock(), None))
 
         return (yield from self._index_after_write(key, commit, reply, undo))
 
     def _index_after_write(
-        self, key: str, commit: Commit, reply: Any, undo: Callable[[], _Call]
+        self, key: str, commit: Commit, reply: Any, undo: Callable[[], Script]
     ) -> _Plan[CommitResult]:
         """On a cluster the user index lives in its own slot: after a create or commit that
         binds a user, index it (the cap claimed there; ``undo()``'s step sent if it refuses)."""
@@ -319,7 +320,7 @@ class RedisStore:
             return result
         evicted = yield from self._claim(user, cap, commit, key, reply[1])
         if evicted is None:
-            yield undo()
+            yield from undo().ask()
             return REFUSED
         return committed(evicted)
 
@@ -327,7 +328,7 @@ class RedisStore:
         now = self._clock()
         expires_at = commit.expires_at or now
         if self.cluster:
-            reply = yield ("script", ("take", [self._skey(old_key)], [new_key, scripts.ms(grace)]))
+            reply = yield from Script("take", [self._skey(old_key)], [new_key, scripts.ms(grace)]).ask()
             if reply[0] != "ok":
                 return scripts.result(reply)
             taken = reply[2:]
@@ -339,7 +340,7 @@ class RedisStore:
                            user_cap=commit.user_cap if commit.index_user else None)  # fmt: skip
             created = yield from self._create(new_key, moved)  # the old key, a tombstone now, never counts
             if created.outcome is Outcome.REFUSED:  # put the session back where it was
-                yield ("script", ("restore", [self._skey(old_key)], [new_key, reply[1], *taken]))
+                yield from Script("restore", [self._skey(old_key)], [new_key, reply[1], *taken]).ask()
             elif created.outcome is not Outcome.OK:
                 raise ValueError(f"rotation target {new_key!r} is taken")
             return created
@@ -349,7 +350,7 @@ class RedisStore:
         user = commit.index_user or commit.meta.get("u")
         spec = self._spec(commit, now, expires_at, new_key, keep=old_key)
         keys = self._keys([self._skey(old_key), self._skey(new_key)], user)
-        reply = yield ("script", ("rotate", keys, [scripts.ms(grace), new_key, *spec]))
+        reply = yield from Script("rotate", keys, [scripts.ms(grace), new_key, *spec]).ask()
         result = scripts.result(reply)
         if result.outcome is Outcome.OK and not known:
             yield from self._index(reply[2], commit, new_key, reply[1])
@@ -358,15 +359,15 @@ class RedisStore:
     def _delete(self, key: str) -> _Plan[bool]:
         if self.wait_replicas:
             wait = (self.wait_replicas, max(1, round(self.wait_timeout * 1000)))
-            return bool((yield ("script_and_wait", ("delete", [self._skey(key)], [], *wait))))
-        return bool((yield ("script", ("delete", [self._skey(key)], []))))
+            return bool((yield from ScriptAndWait("delete", [self._skey(key)], [], *wait).ask()))
+        return bool((yield from Script("delete", [self._skey(key)], []).ask()))
 
     def _list_user(self, user: str) -> _Plan[list[StoredSession]]:
         ikey = self._ikey(user)
-        members = yield ("script", ("members", [ikey], [repr(self._clock())]))
+        members = yield from Script("members", [ikey], [repr(self._clock())]).ask()
         if not members:
             return []
-        replies = yield ("pipeline", ([("hgetall", (self._skey(m),)) for m in members],))
+        replies = yield from Pipeline(tuple(HGetAll(self._skey(m)) for m in members)).ask()
         found, stale = [], []
         for member, fields in zip(members, replies, strict=True):
             session = self._session(member, fields)
@@ -375,76 +376,22 @@ class RedisStore:
             else:
                 found.append(session)
         if stale:
-            yield ("zrem", (ikey, *stale))
+            yield from ZRem(ikey, tuple(stale)).ask()
         return found
 
     def _ping(self) -> _Plan[None]:
-        yield ("ping", ())
+        yield from Ping().ask()
 
     # -- carrying plans out -----------------------------------------------------------
-    def _fail(self, operation: str, exc: BaseException) -> StoreError:
-        cls = StoreUnavailableError if isinstance(exc, _UNAVAILABLE) else StoreError
-        return cls(f"Redis {operation} failed: {type(exc).__name__}: {exc}", store=self.kind, operation=operation)
-
-    @staticmethod
-    def _call(client: Any, call: _Call) -> Any:
-        method, args = call
-        if method == "script":
-            return scripts.call(client, *args)
-        if method == "script_and_wait":
-            return scripts.call_and_wait(client, *args)
-        if method == "pipeline":
-            with client.pipeline(transaction=False) as pipe:
-                for name, cmd_args in args[0]:
-                    getattr(pipe, name)(*cmd_args)
-                return pipe.execute()
-        return getattr(client, method)(*args)
-
-    @staticmethod
-    async def _acall(client: Any, call: _Call) -> Any:
-        method, args = call
-        if method == "script":
-            return await scripts.acall(client, *args)
-        if method == "script_and_wait":
-            return await scripts.acall_and_wait(client, *args)
-        if method == "pipeline":
-            async with client.pipeline(transaction=False) as pipe:
-                for name, cmd_args in args[0]:
-                    getattr(pipe, name)(*cmd_args)
-                return await pipe.execute()
-        return await getattr(client, method)(*args)
-
     def _run(self, operation: str, plan: _Plan[T]) -> T:
-        try:
+        with _ERRORS.mapped(operation):
             client = self._sync_client()
-            call = next(plan)
-            while True:
-                call = plan.send(self._call(client, call))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        except StoreError as exc:  # a corrupt record: name the store
-            exc.store, exc.operation = self.kind, operation
-            raise
-        except _CAUGHT as exc:
-            raise self._fail(operation, exc) from exc
+            return drive(plan, lambda step: step.call(client))
 
     async def _arun(self, operation: str, plan: _Plan[T]) -> T:
-        try:
-            client = await self._ready_async_client()
-            batcher = self._abatcher
-            call = next(plan)
-            while True:
-                if batcher is not None and call[0] == "hgetall":
-                    call = plan.send(await batcher.hgetall(*call[1]))
-                else:
-                    call = plan.send(await self._acall(client, call))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        except StoreError as exc:  # a corrupt record: name the store
-            exc.store, exc.operation = self.kind, operation
-            raise
-        except _CAUGHT as exc:
-            raise self._fail(operation, exc) from exc
+        with _ERRORS.mapped(operation):
+            target = AsyncTarget(await self._ready_async_client(), self._abatcher)
+            return await adrive(plan, lambda step: step.acall(target))
 
     # -- sync face --------------------------------------------------------------------
     def load(self, key: str) -> StoredSession | None:
@@ -482,7 +429,7 @@ class RedisStore:
     def scan(self) -> Iterator[StoredSession]:
         """See :meth:`Store.scan`: SCAN over every master. Administrative use only."""
         pattern = _glob_escape(self.prefix) + "s:*"
-        try:
+        with _ERRORS.mapped("scan"):
             batch: list[str] = []
             client = self._sync_client()
             for skey in client.scan_iter(match=pattern, count=500):
@@ -491,12 +438,10 @@ class RedisStore:
                     yield from self._fetch(client, batch)
                     batch = []
             yield from self._fetch(client, batch)
-        except _CAUGHT as exc:
-            raise self._fail("scan", exc) from exc
 
     def _fetch(self, client: Any, skeys: list[str]) -> Iterator[StoredSession]:
         cut = len(self._skey(""))
-        replies = self._call(client, ("pipeline", ([("hgetall", (k,)) for k in skeys],)))
+        replies = Pipeline(tuple(HGetAll(k) for k in skeys)).call(client)
         for skey, fields in zip(skeys, replies, strict=True):
             session = self._session(skey[cut:], fields)
             if session is not None and session.ended is None:
