@@ -181,3 +181,19 @@ def test_a_failed_master_with_slots_keeps_the_cluster_cache_off() -> None:
     assert nodes == [("127.0.0.1", 7000), ("127.0.0.1", 7001), ("127.0.0.1", 7002)]
     with pytest.raises(ProtocolError):
         _cluster_nodes(healthy.replace("b 127.0.0.1:7001@17001 master", "b 127.0.0.1:7001@17001 master,fail"), "s")
+
+
+def test_the_counters_reach_prometheus_at_scrape_time() -> None:
+    prom = pytest.importorskip("prometheus_client")
+    from serversession.stores._near_cache import NearCache
+    from serversession.stores._near_metrics import NearCacheCollector
+
+    cache = NearCache("redis://127.0.0.1:1/0", "ss:s:", cluster=False)  # never started: no lookup made
+    cache.entries.activate([0])
+    cache.entries.fill(cache.entries.begin("ss:s:k"), RECORD)
+    cache.entries.get("ss:s:k")
+    registry = prom.CollectorRegistry()
+    registry.register(NearCacheCollector(cache))
+    assert registry.get_sample_value("serversession_near_cache_hits_total") == 1
+    assert registry.get_sample_value("serversession_near_cache_entries") == 1
+    assert registry.get_sample_value("serversession_near_cache_active") == 1

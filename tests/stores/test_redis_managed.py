@@ -329,3 +329,18 @@ def test_sentinel_url_forms() -> None:
     RedisStore(f"rediss+sentinel://u:p@{HOST}:26379/sessions").close()
     with pytest.raises(ConfigurationError):
         RedisStore(f"redis+sentinel://{HOST}:26379/")  # no service name
+
+
+@SENTINEL_NOT_WIRED
+@pytest.mark.anyio
+async def test_sentinel_url_async_face(sentinels: SentinelSet) -> None:
+    """The async face finds the master through ``redis.asyncio.sentinel`` (whichever node it is now)."""
+    store = RedisStore(sentinels.url)
+    try:
+        key = new_key()
+        assert (await store.acreate(key, fresh(user="ed"))).outcome is Outcome.OK
+        assert (await store.aload(key)) is not None
+        assert await store.adelete(key)
+    finally:
+        await store.aclose()
+        store.close()
