@@ -3,9 +3,10 @@
 Reads the JSON that ``python -m benchmarks.run --json RESULTS.json`` writes and
 draws, from that one run:
 
-* ``rps-asgi.svg``, ``rps-flask.svg``, ``rps-django.svg``: requests per second
-  of every target of a framework family, endpoint by endpoint, with the
-  family's floor (the framework with no session layer) as a dashed line;
+* ``rps-<family>.svg`` (``asgi``, ``flask``, ``django``, ``litestar``, ``quart``,
+  ``aiohttp``): requests per second of every target of a framework family,
+  endpoint by endpoint, with the family's floor (the framework with no session
+  layer) as a dashed line;
 * ``store-commands.svg``: store commands per request (fewer is better);
 * ``lost-updates.svg``: the share of acknowledged writes lost under the
   concurrent write load (0 is correct).
@@ -29,7 +30,8 @@ from typing import Any
 
 from .targets import ENDPOINTS, TARGETS
 
-FAMILIES = {"asgi": "ASGI (Starlette, FastAPI)", "flask": "Flask", "django": "Django"}
+FAMILIES = {"asgi": "ASGI (Starlette, FastAPI)", "flask": "Flask", "django": "Django", "litestar": "Litestar",
+            "quart": "Quart", "aiohttp": "aiohttp"}  # fmt: skip
 COLORS = {"bare": "#9aa5b1", "read": "#2f7ebc", "write": "#e08a2c"}
 WIDTH = 780
 LABEL_W = 190  # the target names, left of the bars

@@ -3,9 +3,10 @@
 Why a subprocess per target: each server gets a clean interpreter, one worker
 and its own CPU; the load generator, Redis and this process share the other
 CPUs (pinned with ``sched_setaffinity``, the call ``taskset`` makes), so the
-server under test is the only thing on its core. ASGI targets all run under
-uvicorn with the same flags; Flask and Django under gunicorn ``gthread`` with
-the same thread count.
+server under test is the only thing on its core. ASGI targets (Starlette,
+Litestar, Quart) all run under uvicorn with the same flags; Flask and Django
+under gunicorn ``gthread`` with the same thread count; aiohttp under its own
+``web.run_app``, with the event loop uvicorn gets (see :data:`.targets.SERVERS`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import httpx
 
 from . import load
-from .targets import MODULES, Target
+from .targets import MODULES, SERVERS, Target
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the real-server helpers shared with the test suite
@@ -149,9 +150,11 @@ def serve(target: Target, store_url: str, cpus: Cpus, workdir: Path) -> Iterator
     """Start ``target``'s server on a free port; yield its base URL; stop it after."""
     port = free_port()
     module = MODULES[target.family]
-    if target.family == "asgi":
+    if SERVERS[target.family] == "uvicorn":
         argv = ["-m", "uvicorn", f"{module}:app", "--host", HOST, "--port", str(port), "--workers", "1",
                 "--no-access-log", "--log-level", "warning", *UVICORN_FLAGS]  # fmt: skip
+    elif SERVERS[target.family] == "aiohttp":
+        argv = ["-m", module, "--host", HOST, "--port", str(port), "--loop", UVICORN_FLAGS[1]]
     else:
         attr = "application" if target.family == "django" else "app"
         argv = ["-m", "gunicorn", "--workers", "1", "--worker-class", "gthread", "--threads", str(GUNICORN_THREADS),

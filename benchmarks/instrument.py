@@ -17,8 +17,9 @@ counts all of them the same way:
   and the harness waits for it to reach zero before reading anything.
 
 :func:`install` patches the drivers and must run before the app opens its
-store. :func:`asgi` and :func:`wsgi` wrap the outermost app and answer
-``/_stats`` themselves, so reading the counters never touches a session.
+store. :func:`asgi` and :func:`wsgi` wrap the outermost app, and :func:`aiohttp`
+puts the outermost middleware first in an ``aiohttp.web.Application``; each
+answers ``/_stats`` itself, so reading the counters never touches a session.
 """
 
 from __future__ import annotations
@@ -173,3 +174,37 @@ def wsgi(app: Any) -> Any:
             bump("inflight", -1)
 
     return counted
+
+
+def aiohttp(app: Any) -> Any:
+    """Count responses per path in an ``aiohttp.web.Application``, answer ``GET /_stats``; return the app.
+
+    The middleware goes first in ``app.middlewares`` (outermost), after the
+    session layer's own: a handler's response comes back through it only once
+    the session layer's middleware has saved, as with :func:`asgi`'s count at
+    ``http.response.start``. An exception counts as the 500 aiohttp answers.
+    """
+    from aiohttp import web
+
+    @web.middleware
+    async def counted(request: web.Request, handler: Any) -> web.StreamResponse:
+        path = request.path
+        if path == STATS_PATH:
+            return web.Response(body=snapshot(), content_type="application/json")
+        bump("inflight")
+        try:
+            try:
+                response: web.StreamResponse = await handler(request)
+            except web.HTTPException as exc:
+                _record(path, exc.status)
+                raise
+            except Exception:
+                _record(path, 500)
+                raise
+            _record(path, response.status)
+            return response
+        finally:
+            bump("inflight", -1)
+
+    app.middlewares.insert(0, counted)
+    return app

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .harness import Row
-from .targets import COMMAND_GOALS, EXPIRY_GROWTH_GOAL, MEMORY_OVERHEAD_GOAL, RATIO_GOALS
+from .targets import (
+    COMMAND_GOALS,
+    ENDPOINTS,
+    EXPIRY_GROWTH_GOAL,
+    INCUMBENTS,
+    MEMORY_OVERHEAD_GOAL,
+    RATIO_GOALS,
+    TARGETS,
+)
 
 
 @dataclass(frozen=True)
@@ -30,19 +38,58 @@ def _num(value: float | None, fmt: str) -> str:
 def http_table(rows: list[Row], missing: dict[str, str]) -> str:
     """Rows = target x endpoint; ``missing`` maps skipped targets to the reason."""
     bare = {r.target.name: r.result.rps for r in rows if r.endpoint == "bare"}
-    head = (f"{'target':<22} {'endpoint':<8} {'req/s':>8} {'spread':>6} {'p50 ms':>7} {'p99 ms':>7} {'÷bare':>6} "
+    w = max([22, *(len(r.target.name) for r in rows)])
+    head = (f"{'target':<{w}} {'endpoint':<8} {'req/s':>8} {'spread':>6} {'p50 ms':>7} {'p99 ms':>7} {'÷bare':>6} "
             f"{'cmds/req':>8} {'srv ops':>7} {'failed':>6} {'lost':>6}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for r in rows:
         ratio = bare.get(r.target.name, 0) / r.result.rps if r.result.rps else None
         lost = "-" if r.endpoint != "write" else ("n/a" if r.lost is None else str(r.lost))
         lines.append(
-            f"{r.target.name:<22} {r.endpoint:<8} {r.result.rps:>8.0f} "
+            f"{r.target.name:<{w}} {r.endpoint:<8} {r.result.rps:>8.0f} "
             f"{'-' if r.spread is None else format(r.spread, '.0%'):>6} {r.result.p50_ms:>7.2f} "
             f"{r.result.p99_ms:>7.2f} {_num(ratio, '.2f'):>6} {_num(r.store_per_req, '.2f'):>8} "
             f"{_num(r.server_ops_per_req, '.2f'):>7} {r.result.failed:>6} {lost:>6}"
         )
-    lines += [f"{name:<22} n/a ({reason})" for name, reason in missing.items()]
+    lines += [f"{name:<{w}} n/a ({reason})" for name, reason in missing.items()]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """serversession's req/s on one endpoint of a family, over its floor's and over its incumbent's."""
+
+    family: str
+    endpoint: str
+    ours: str
+    incumbent: str
+    to_floor: float | None  # ours / the floor's bare endpoint
+    to_incumbent: float | None  # ours / the incumbent's same endpoint
+
+
+def ratios(rows: list[Row]) -> list[Ratio]:
+    """One :class:`Ratio` per family and endpoint that has serversession's row (see ``INCUMBENTS``)."""
+    rps = {(r.target.name, r.endpoint): r.result.rps for r in rows}
+    floors = {t.family: rps.get((t.name, "bare")) for t in TARGETS if t.floor}
+    out = []
+    for family, (ours, incumbent) in INCUMBENTS.items():
+        for endpoint in ENDPOINTS:
+            mine = rps.get((ours, endpoint))
+            if not mine:
+                continue
+            floor, theirs = floors.get(family), rps.get((incumbent, endpoint))
+            out.append(Ratio(family, endpoint, ours, incumbent, mine / floor if floor else None,
+                             mine / theirs if theirs else None))  # fmt: skip
+    return out
+
+
+def ratio_table(found: list[Ratio]) -> str:
+    """The ratios as printed: more than 1 is faster than the floor / the incumbent (no goal, no verdict)."""
+    head = f"{'framework':<9} {'endpoint':<8} {'ours÷floor':>10} {'ours÷incumbent':>14}  incumbent"
+    lines = [head, "-" * (len(head) + 20)]
+    for r in found:
+        lines.append(f"{r.family:<9} {r.endpoint:<8} {_num(r.to_floor, '.2f'):>10} "
+                     f"{_num(r.to_incumbent, '.2f'):>14}  {r.incumbent}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ read back, lost updates in serversession's own rows, a store that fails, a crash
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib
 import json
@@ -44,7 +45,11 @@ PHASES = ("http", "stores", "scale")
 STORES = ("memory", "sqlite", "redis", "cluster", "postgres")
 # Modules a target needs, to print "n/a (module missing)" instead of failing when one is absent.
 NEEDS = {"ours flask": "serversession.integrations.flask", "ours django": "serversession.integrations.django",
-         "starsessions": "starsessions", "flask-session": "flask_session"}  # fmt: skip
+         "starsessions": "starsessions", "flask-session": "flask_session",
+         "litestar": "litestar", "ours litestar": "serversession.integrations.litestar",
+         "litestar server-side": "litestar.stores.redis", "quart": "quart",
+         "ours quart": "serversession.integrations.quart", "aiohttp": "aiohttp",
+         "ours aiohttp": "serversession.integrations.aiohttp", "aiohttp-session": "aiohttp_session"}  # fmt: skip
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -67,6 +72,7 @@ def selected(only: list[str] | None) -> tuple[list[Target], set[str]]:
     """The targets and phases ``--only`` asks for (everything without it)."""
     if not only:
         return TARGETS, set(PHASES)
+    only = [word for item in only for word in item.split(",") if word]  # --only litestar,quart works too
     phases = {p for p in only if p in PHASES}
     words = [w for w in only if w not in PHASES]
     targets = TARGETS if "http" in phases else [t for t in TARGETS if any(w in t.name for w in words)]
@@ -92,7 +98,8 @@ def machine(cpus: harness.Cpus, loader: str) -> list[str]:
         f"machine: {os.cpu_count()} CPUs, {model}, {platform.system()} {platform.release()}",
         f"python {platform.python_version()}; {cpus.describe()}",
         f"load: {loader}, {load.CONNECTIONS} connections, one signed-in session; uvicorn --workers 1 "
-        f"{' '.join(harness.UVICORN_FLAGS)}; gunicorn gthread --workers 1 --threads {harness.GUNICORN_THREADS}",
+        f"{' '.join(harness.UVICORN_FLAGS)}; gunicorn gthread --workers 1 --threads {harness.GUNICORN_THREADS}; "
+        f"aiohttp web.run_app {harness.UVICORN_FLAGS[0]} {harness.UVICORN_FLAGS[1]}",
     ]
 
 
@@ -194,8 +201,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"server logs kept in {backends.dir}", file=sys.stderr)
 
     verdicts: list[report.Verdict] = []
+    found = report.ratios(rows)
     if rows or missing:
         print("\n" + report.http_table(rows, missing))
+        if found:
+            print("\n" + report.ratio_table(found))
         verdicts += report.http_verdicts(rows)
     if store_results:
         print("\n" + stores.table(store_results))
@@ -210,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + closing)
     if args.json:
         results.update(rows=[_row_dict(r) for r in rows], missing=missing, broken=broken, scale=scale_results,
+                       ratios=[dataclasses.asdict(r) for r in found],
                        stores={r.store: {f"{f} {op}": v for (f, op), v in r.rates.items()} | {"skipped": r.skipped}
                                for r in store_results})  # fmt: skip
         args.json.write_text(json.dumps(results, indent=2, default=str))

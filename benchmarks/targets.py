@@ -1,11 +1,13 @@
 """What is compared: every target (a framework, a session layer, a store) and the goals.
 
-A target is one app from ``app_asgi`` / ``app_flask`` / ``app_django`` with one
-``BENCH_KIND`` and one store. Each family has a *floor* target with no session
-layer at all, so the cost of a session can also be read against the framework
-alone; ``÷bare`` in the table is the same target's bare endpoint, which for
+A target is one app from ``app_<family>.py`` (``asgi``, ``flask``, ``django``,
+``litestar``, ``quart``, ``aiohttp``) with one ``BENCH_KIND`` and one store.
+Each family has a *floor* target with no session layer at all, so the cost of a
+session can also be read against the framework alone, and an *incumbent*
+(:data:`INCUMBENTS`): the session layer its users would otherwise reach for.
+``÷bare`` in the table is the same target's bare endpoint, which for
 serversession already includes loading the session (its middleware loads it
-for every request that carries a cookie), while the peers load lazily.
+for every request that carries a cookie), while some peers load lazily.
 
 The goals are the issue's numbers, checked against the ratios measured in the
 same run; a miss is reported, never raised.
@@ -29,7 +31,7 @@ class Target:
     """
 
     name: str
-    family: str  # "asgi" | "flask" | "django"
+    family: str  # a key of MODULES
     kind: str  # BENCH_KIND
     store: str = ""
     counter: bool = True
@@ -63,9 +65,34 @@ TARGETS = [
     Target("ours django sqlite", "django", "ours", "sqlite"),
     Target("django cache redis", "django", "cache", "redis"),
     Target("django db sqlite", "django", "db", "sqlite"),
+    Target("litestar floor", "litestar", "floor"),
+    Target("ours litestar redis", "litestar", "ours", "redis"),
+    Target("litestar server-side redis", "litestar", "server-side", "redis"),
+    Target("quart floor", "quart", "floor"),
+    Target("ours quart redis", "quart", "ours", "redis"),
+    Target("quart cookie", "quart", "cookie", counter=False),
+    Target("aiohttp floor", "aiohttp", "floor"),
+    Target("ours aiohttp redis", "aiohttp", "ours", "redis"),
+    Target("aiohttp-session redis", "aiohttp", "aiohttp-session", "redis"),
 ]
 
-MODULES = {"asgi": "benchmarks.app_asgi", "flask": "benchmarks.app_flask", "django": "benchmarks.app_django"}
+MODULES = {family: f"benchmarks.app_{family}" for family in ("asgi", "flask", "django", "litestar", "quart", "aiohttp")}
+#: How each family is served: uvicorn (ASGI), gunicorn gthread (WSGI) or aiohttp's own runner.
+SERVERS = {"asgi": "uvicorn", "litestar": "uvicorn", "quart": "uvicorn", "flask": "gunicorn", "django": "gunicorn",
+           "aiohttp": "aiohttp"}  # fmt: skip
+
+#: Per family: serversession's Redis target and the incumbent it is compared with
+#: (the same endpoint of both, and each against the family's floor) in the ratio
+#: table. Quart has no maintained server-side session library, so its incumbent
+#: is Quart's default signed-cookie session.
+INCUMBENTS = {
+    "asgi": ("ours asgi redis", "starsessions redis"),
+    "flask": ("ours flask redis", "flask-session redis"),
+    "django": ("ours django redis", "django cache redis"),
+    "litestar": ("ours litestar redis", "litestar server-side redis"),
+    "quart": ("ours quart redis", "quart cookie"),
+    "aiohttp": ("ours aiohttp redis", "aiohttp-session redis"),
+}
 
 
 @dataclass(frozen=True)

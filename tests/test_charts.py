@@ -86,6 +86,34 @@ def test_the_same_run_draws_the_same_bytes() -> None:
     assert charts.draw(RESULTS) == charts.draw(json.loads(json.dumps(RESULTS)))
 
 
+#: A run of the three async frameworks added later, each with its floor and incumbent.
+NEWER = {
+    "mode": "quick",
+    "rows": [
+        row("litestar floor", "bare", 4000),
+        row("ours litestar redis", "read", 3000, store=1.0),
+        row("litestar server-side redis", "read", 2000, store=2.0),
+        row("quart floor", "bare", 2500),
+        row("ours quart redis", "write", 1000, store=2.0, lost=0),
+        row("quart cookie", "write", 1500),
+        row("aiohttp floor", "bare", 6000),
+        row("ours aiohttp redis", "read", 3500, store=1.0),
+        row("aiohttp-session redis", "write", 2000, store=2.0, lost=100),
+    ],
+}
+
+
+def test_litestar_quart_and_aiohttp_get_a_chart_each_with_their_floor() -> None:
+    drawn = charts.draw(NEWER)
+    assert {"rps-litestar.svg", "rps-quart.svg", "rps-aiohttp.svg"} <= set(drawn)
+    assert "rps-asgi.svg" not in drawn  # aiohttp-session and quart cookie are not guessed into another family
+    litestar = texts(drawn["rps-litestar.svg"])
+    assert {"ours litestar redis", "litestar server-side redis"} <= set(litestar)
+    assert any("floor" in t and "4,000" in t for t in litestar)
+    assert "aiohttp-session redis" in texts(drawn["rps-aiohttp.svg"])
+    assert any(t.startswith("not measurable") for t in texts(drawn["lost-updates.svg"]))  # quart cookie
+
+
 def test_command_writes_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "run.json"
     source.write_text(json.dumps(RESULTS))
