@@ -9,6 +9,7 @@ Validation happens here, once, at start-up (never with ``assert``).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,6 +27,8 @@ CLEAR_SITE_DATA_DIRECTIVES = frozenset(
     {"cache", "cookies", "storage", "executionContexts", "clientHints", "prefetchCache", "prerenderCache", "*"}
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: A cookie name: an RFC 9110 token.
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
 
 
 def normal_origin(origin: str | None) -> str | None:
@@ -128,6 +131,21 @@ class SessionConfig:
       :attr:`Session.ended_because <serversession.Session.ended_because>` (it
       gets a fresh session with ``expired`` True) and what its REVOKED event
       says. At most 200 characters.
+
+    Moving from another framework's sessions (``serversession import``,
+    ``docs/migrating/``):
+
+    * ``accept_imported`` (False): load the sessions ``serversession import``
+      copied from Django or Flask-Session under the cookie value the old
+      framework issued. Only a record carrying the import marker is ever found
+      through such a value (strict mode holds for everything else: a
+      client-chosen value never creates a session), and the first request that
+      loads it gives it a new, server-made ID, so the old value cannot be
+      replayed afterwards. Off by default: turn it on for the migration window.
+    * ``legacy_cookie_name`` (None): the old framework's cookie name (Flask-Session's
+      ``"session"``), read when the request has no cookie of ours. Every
+      response that sets or clears our cookie then also expires this one (with
+      ``cookie_path`` and ``cookie_domain``). Needs ``accept_imported``.
     """
 
     idle_timeout: float = 1800.0
@@ -158,6 +176,8 @@ class SessionConfig:
     max_sessions_per_user: int = 0
     on_limit: OnLimit = "evict"
     eviction_reason: str = EVICTION_REASON
+    accept_imported: bool = False
+    legacy_cookie_name: str | None = None
     signer: Signer | None = field(init=False, repr=False, compare=False)
     proxy_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         init=False, repr=False, compare=False
@@ -208,6 +228,19 @@ class SessionConfig:
             if isinstance(paths, str) or not all(isinstance(p, str) and p.startswith("/") for p in paths):
                 raise ConfigurationError(f"{name} is a list of paths starting with '/', got {paths!r}")
         self._check_user_cap()
+        self._check_import()
+
+    def _check_import(self) -> None:
+        legacy = self.legacy_cookie_name
+        if legacy is None:
+            return
+        if not isinstance(legacy, str) or _COOKIE_NAME.fullmatch(legacy) is None:
+            raise ConfigurationError(f"legacy_cookie_name must be a cookie name (letters, digits, !#$%&'*+.^_`|~-), "
+                                     f"got {legacy!r}")  # fmt: skip
+        if not self.accept_imported:
+            raise ConfigurationError("legacy_cookie_name needs accept_imported=True")
+        if legacy == self.csrf_cookie_name:
+            raise ConfigurationError(f"legacy_cookie_name {legacy!r} is the CSRF cookie's name")
 
     def _check_user_cap(self) -> None:
         cap = self.max_sessions_per_user

@@ -12,6 +12,11 @@ Three different strings describe one session, and only the first one is secret:
 
 A fast hash suffices (no salt, no slow KDF) because the ID has 256 bits of entropy:
 there is no dictionary to attack.
+
+A session imported from another framework (``serversession import``) keeps the
+cookie value that framework issued, its *legacy ID*, until its first request: it
+is filed under the same SHA-256 of that value, and only a record carrying the
+import marker is ever found through a legacy-shaped ID (see the lifecycle).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ ID_BYTES = 32
 #: Length of a session ID as sent to the client.
 ID_LENGTH = 43
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+#: The cookie values other frameworks issue: Django's 32 lower-case letters and digits,
+#: Flask-Session's URL-safe ID, optionally ``.``-signed with itsdangerous. 20 characters
+#: at least, so no short (guessable) value is ever looked up.
+_LEGACY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{20,128}")
 
 
 def _b64(raw: bytes) -> str:
@@ -43,6 +52,12 @@ def is_well_formed(session_id: str) -> bool:
     Checked before any store round trip so that garbage costs nothing.
     """
     return _ID_PATTERN.fullmatch(session_id) is not None
+
+
+def is_legacy_shaped(token: str) -> bool:
+    """Tell whether ``token`` has the shape of a session ID another framework issued
+    (checked only when ``SessionConfig.accept_imported`` is on)."""
+    return _LEGACY_PATTERN.fullmatch(token) is not None
 
 
 def storage_key(session_id: str) -> str:

@@ -43,11 +43,23 @@ Rules (everything that changes a session's fate must live in this file):
    ends the session it just bound if its request was loaded before T. One of
    the two always sees the other, so no sign-in checked against the old
    credential survives (``docs/security.md``, "Credential changes").
+9. **Imported sessions are accepted once**: with ``accept_imported`` on, a
+   record carrying the import marker (:data:`~.records.IMPORTED_KEY`, written
+   only by ``serversession import``) loads under the other framework's cookie
+   value; a legacy-shaped value finds nothing else (rule 2 holds), and with the
+   switch off no marked record loads at all. Until that first load its
+   deadline is the incumbent's expiry, bounded by ``absolute_timeout`` from the
+   import; the load asks for a rotation, so the first save moves it to a
+   server-made ID, drops the marker and lets the old value die (every rotation
+   drops the marker, a no-op on other records). It counts as due for renewal,
+   so an integration that saves only changed sessions (Django) still saves it.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,10 +71,10 @@ from .codec import SessionMeta, decode_value, encode_meta, encode_meta_fields, e
 from .config import SessionConfig
 from .events import EventKind, SessionEvent
 from .ids import new_session_id, public_handle, storage_key
-from .records import COMMITTED, TAKEN, Commit, CommitResult, Outcome, UserCap
+from .records import COMMITTED, IMPORTED_KEY, TAKEN, Commit, CommitResult, Outcome, StoredSession, UserCap
 from .session import Session
 from .steps import Apply, Create, Delete, Emit, ListUser, Load, Plan, Rotate
-from .transport import IncomingToken, printable, session_id_from_token, set_cookie, token_for_client
+from .transport import IncomingToken, printable, resolve_token, set_cookie, token_for_client
 
 T = TypeVar("T")
 
@@ -190,15 +202,18 @@ def new_session(
 
 def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: str = "", ip: str = "") -> Plan[Session]:
     """Plan: find the request's session, or start a fresh one (strict mode)."""
-    session_id = session_id_from_token(config, token.value)
-    if session_id is None:
+    resolved = resolve_token(config, token.value)
+    if resolved is None:
         if token.ambiguous:
             yield _event(EventKind.REFUSED, now, reason="the session cookie was sent more than once")
         return new_session(config, token, now, user_agent, ip)
+    session_id, strict = resolved
     key = storage_key(session_id)
     # The one step of every request: answer() types it as ask() does, without ask()'s generator.
     step = Load(key)
     stored = step.answer((yield step))
+    if stored is not None and stored.ended is None and (not strict or IMPORTED_KEY in stored.data):
+        return (yield from _load_imported(config, token, stored, session_id, now, user_agent, ip))
     if stored is None:
         # Stores with native expiry drop a timed-out session themselves, so an
         # unknown ID of ours reads as "your session ended" (timed out or revoked).
@@ -222,6 +237,55 @@ def load(config: SessionConfig, token: IncomingToken, now: float, user_agent: st
         pre_csrf_secret=token.csrf_secret,
         loaded_at=now,
     )
+
+
+def imported_deadline(config: SessionConfig, stored: StoredSession) -> float | None:
+    """When an imported session not yet loaded ends (Unix seconds): the incumbent's
+    expiry carried in its marker, never past ``absolute_timeout`` from the import;
+    None when the record carries no readable marker (so it is not an imported one)."""
+    text = stored.data.get(IMPORTED_KEY)
+    if text is None:
+        return None
+    try:
+        marker = json.loads(text)
+        ends = float(marker["expires_at"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not math.isfinite(ends):
+        return None
+    return min(ends, stored.meta.created_at + config.absolute_timeout)
+
+
+def _load_imported(
+    config: SessionConfig, token: IncomingToken, stored: StoredSession, session_id: str, now: float,
+    user_agent: str, ip: str,
+) -> Plan[Session]:  # fmt: skip
+    """Rule 9: accept an imported record once, and ask for its rotation; anything else
+    reached through a legacy-shaped ID, or with the switch off, is an unknown ID."""
+    ends = imported_deadline(config, stored) if config.accept_imported else None
+    if ends is None:
+        yield _event(EventKind.UNKNOWN_ID, now)
+        return new_session(config, token, now, user_agent, ip, expired=True)
+    if now >= ends:
+        yield from Delete(stored.key).ask()
+        yield _event(EventKind.EXPIRED, now, stored.key, stored.meta.user, "imported session expired")
+        return new_session(config, token, now, user_agent, ip, expired=True)
+    window = idle_window(config, stored.meta)
+    # Due for renewal (past renew_fraction of the window) yet well inside it: never seen here before.
+    meta = stored.meta.with_changes(last_seen_at=now - window * (1 + config.renew_fraction) / 2)
+    session = Session(
+        config,
+        session_id=session_id,
+        key=stored.key,
+        data={k: v for k, v in stored.data.items() if k != IMPORTED_KEY},
+        meta=meta,
+        via_header=token.via_header,
+        presented=True,
+        pre_csrf_secret=token.csrf_secret,
+        loaded_at=now,
+    )
+    session.rotate("imported session")
+    return session
 
 
 def save(session: Session, now: float, ip: str | None = None) -> Plan[SaveResult]:
@@ -597,7 +661,7 @@ def _rotate(session: Session, now: float, ip: str | None) -> Plan[SaveResult]:
     binding = session.user_changed and meta.user is not None
     commit = Commit(
         set_data=to_set,
-        unset_data=unset,
+        unset_data=unset | {IMPORTED_KEY},  # rule 9: a no-op on any record but an imported one
         meta=fields,
         expires_at=_expires_at(config, meta, now),
         index_user=meta.user,
@@ -657,7 +721,7 @@ def _issue(session: Session, session_id: str, now: float, clear_pre_csrf: bool =
     max_age = None
     if session.persistent:
         max_age = int(deadlines(config, session.meta)[1] - now)
-    cookies = [set_cookie(config, config.cookie_name or "", token, max_age)]
+    cookies = [set_cookie(config, config.cookie_name or "", token, max_age), *_legacy_cleared(config)]
     # The stored session now holds the pre-session secret: drop its cookie, but only
     # if the client has one (a secret made during this request was never sent).
     if clear_pre_csrf and session.pre_csrf_secret is not None and not session.pre_csrf_issued:
@@ -676,8 +740,17 @@ def _ended(session: Session, expired: bool = False) -> SaveResult:
     if session.via_header or not session.presented:
         return SaveResult(ended=True, expired=expired)
     config = session.config
-    cleared = (set_cookie(config, config.cookie_name or "", "", 0),)
+    cleared = (set_cookie(config, config.cookie_name or "", "", 0), *_legacy_cleared(config))
     return SaveResult(set_cookies=cleared, ended=True, expired=expired)
+
+
+def _legacy_cleared(config: SessionConfig) -> tuple[str, ...]:
+    """The old framework's cookie expired, sent wherever ours is set or cleared
+    (``legacy_cookie_name``): a response that hands out our cookie retires it."""
+    legacy = config.legacy_cookie_name
+    if legacy is None or legacy == config.cookie_name:
+        return ()
+    return (set_cookie(config, legacy, "", 0),)
 
 
 def _sessionless(session: Session) -> SaveResult:
@@ -686,6 +759,7 @@ def _sessionless(session: Session) -> SaveResult:
     cookies = []
     if session.presented and not session.via_header:
         cookies.append(set_cookie(config, config.cookie_name or "", "", 0))
+        cookies.extend(_legacy_cleared(config))
     if session.pre_csrf_issued and session.pre_csrf_secret and not session.via_header:
         cookies.append(set_cookie(config, config.csrf_cookie_name, session.pre_csrf_secret, None))
     return SaveResult(set_cookies=tuple(cookies))

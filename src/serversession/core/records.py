@@ -20,6 +20,15 @@ from dataclasses import dataclass, field
 
 from .codec import SessionMeta
 
+#: The data key that marks a session imported from another framework (``serversession
+#: import``). Its value is JSON ``{"from": <source kind>, "expires_at": <Unix seconds>}``:
+#: where it came from and when the incumbent would have ended it. The lifecycle
+#: hides it from the application, accepts a record under a legacy-shaped ID only
+#: when it carries it (and ``SessionConfig.accept_imported`` is on), and removes it
+#: with the rotation that follows the first load. The leading control character
+#: keeps it apart from any key an application writes through the usual API.
+IMPORTED_KEY = "\x1fimported"
+
 
 @dataclass(frozen=True, slots=True)
 class StoredSession:

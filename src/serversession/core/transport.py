@@ -5,6 +5,11 @@ integrations. IDs are read from the cookie or from ``Authorization: Session <id>
 only; a URL query string is never consulted (it leaks through logs and Referer).
 Oversized or garbled headers are ignored rather than rejected with an error: the
 request simply has no session.
+
+During a migration (``SessionConfig.accept_imported``) a token may also be the
+cookie value another framework issued, read from our cookie or from
+``legacy_cookie_name`` when ours is absent; :func:`resolve_token` says which
+kind it is, and the lifecycle believes a legacy one only for an imported record.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 
 from . import csrf
 from .config import SessionConfig
-from .ids import is_well_formed
+from .ids import is_legacy_shaped, is_well_formed
 
 #: Cookie headers longer than this are not parsed at all (servers cap headers lower anyway).
 MAX_COOKIE_HEADER = 65536
@@ -64,9 +69,13 @@ def read_token(config: SessionConfig, cookie_header: str | None, authorization: 
             return IncomingToken(value.strip() or None, via_header=True)
     name = config.cookie_name or ""
     csrf_name = config.csrf_cookie_name
-    cookies = parse_cookie_header(cookie_header or "", (name, csrf_name))
+    legacy = config.legacy_cookie_name
+    wanted = (name, csrf_name) if legacy is None or legacy == name else (name, csrf_name, legacy)
+    cookies = parse_cookie_header(cookie_header or "", wanted)
     csrf_secret = csrf.well_formed_secret(cookies.get(csrf_name))  # AMBIGUOUS is never well formed
     cookie = cookies.get(name)
+    if cookie is None and legacy is not None and legacy in cookies:
+        name, cookie = legacy, cookies[legacy]  # ours is absent: the old framework's, once
     if cookie is AMBIGUOUS and config.refuse_ambiguous_cookies:
         return IncomingToken(None, via_header=False, csrf_secret=csrf_secret, ambiguous=True)
     if cookie is AMBIGUOUS:  # the check is off: the first one wins, as browsers order them
@@ -83,20 +92,36 @@ def parse_first(header: str, name: str) -> str | None:
     return None
 
 
-def session_id_from_token(config: SessionConfig, token: str | None) -> str | None:
-    """Return the session ID inside a token, or None when it is not one we issued.
+def resolve_token(config: SessionConfig, token: str | None) -> tuple[str, bool] | None:
+    """Return (session ID, strict) for a token, or None when it cannot be a session.
 
-    Checks the signature when signing is on, then the shape: no store round trip
-    for garbage.
+    ``strict`` is True for an ID we issued (the signature checked when signing
+    is on, then the shape): no store round trip for garbage. With
+    ``accept_imported`` on, a token that is not ours but has the shape of
+    another framework's cookie value is returned as is with ``strict`` False:
+    the lifecycle believes it only for a record carrying the import marker.
     """
     if not token or len(token) > 128:
         return None
+    candidate: str | None = token
     if config.signer is not None:
-        unsigned = config.signer.unsign(token)
-        if unsigned is None:
-            return None
-        token = unsigned
-    return token if is_well_formed(token) else None
+        candidate = config.signer.unsign(token)
+    if candidate is not None and is_well_formed(candidate):
+        return candidate, True
+    if config.accept_imported and is_legacy_shaped(token):
+        return token, False
+    return None
+
+
+def session_id_from_token(config: SessionConfig, token: str | None) -> str | None:
+    """Return the session ID inside a token, or None when it cannot be a session.
+
+    An ID we issued, or (``accept_imported`` on) another framework's cookie
+    value for the lifecycle to check against its import marker: see
+    :func:`resolve_token`.
+    """
+    resolved = resolve_token(config, token)
+    return None if resolved is None else resolved[0]
 
 
 def token_for_client(config: SessionConfig, session_id: str) -> str:
