@@ -1,10 +1,12 @@
 """``sqlite:///path``: the embedded default store, durable and multi-process safe.
 
 One row per session in a WAL-mode database: readers never block the writer, and
-several app processes may share one file (SQLite's own locking serializes the
-short write transactions; ``busy_timeout`` waits instead of failing). Every
-change runs in ``BEGIN IMMEDIATE`` so a delta merge or a compare-and-set reads
-and writes under one lock. ``synchronous=NORMAL`` in WAL mode keeps every
+several app processes may share one file. Every change runs in ``BEGIN
+IMMEDIATE`` so a delta merge or a compare-and-set reads and writes under one
+lock. Writers queue for that lock (:mod:`._sqlite_lock`: a thread lock in the
+process, ``flock`` on the sidecar file ``PATH-lock`` across processes) instead
+of retrying in SQLite's busy handler, which sleeps in steps and made the write
+tail half a second under load; ``busy_timeout`` bounds the wait. ``synchronous=NORMAL`` in WAL mode keeps every
 acknowledged commit through an application crash (SIGKILL); only a power loss or
 an OS crash can drop the last transactions (a logout among them: see
 docs/reliability.md).
@@ -61,6 +63,7 @@ from ..core.records import (
     least_recently_used,
 )
 from ..exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
+from ._sqlite_lock import WriteLock
 from ._threaded import ThreadedAsyncFace
 
 SCHEMA = """
@@ -148,8 +151,11 @@ class _Connections:
 class SQLiteStore(ThreadedAsyncFace):
     """Session store in one SQLite file (``path``), created on first use.
 
-    ``busy_timeout`` (5.0 s, 0 or more) bounds the wait for another process's
-    write lock; past it operations raise :class:`StoreUnavailableError`. Raises
+    ``busy_timeout`` (5.0 s, 0 or more) bounds the wait for the write lock held
+    by another thread or process (a writer outside this store, such as the
+    ``sqlite3`` shell, may add as long again); past it operations raise
+    :class:`StoreUnavailableError`. Writes also create ``PATH-lock`` beside the
+    file (an empty file whose lock orders the writers). Raises
     :class:`ConfigurationError` for ``":memory:"`` or a bad ``busy_timeout``.
     """
 
@@ -167,9 +173,10 @@ class SQLiteStore(ThreadedAsyncFace):
         # A thread that ended has its connection closed when another opens one, so
         # thread-per-request servers do not leak a file descriptor pair per thread.
         self._connections = _Connections()
+        self._writes = WriteLock(self.path, busy_timeout)
         # A store dropped without close() still closes what it opened (the finalizer
-        # holds the connections, not the store, and also runs at interpreter exit).
-        self._finalizer = weakref.finalize(self, self._connections.close_all)
+        # holds the connections and the lock, not the store, and also runs at exit).
+        self._finalizer = weakref.finalize(self, _close, self._connections, self._writes)
         self._creates = 0
         # Create the schema now, so configuration errors surface at start-up, but keep no
         # connection open: a server that forks its workers after this (gunicorn --preload)
@@ -242,7 +249,8 @@ class SQLiteStore(ThreadedAsyncFace):
             conn.execute("COMMIT")
             return result
 
-        return self._run(operation, txn)
+        with self._writes.turn(operation):  # held until the COMMIT or the ROLLBACK is done
+            return self._run(operation, txn)
 
     @staticmethod
     def _row(key: str, row: tuple[str, str, str | None]) -> StoredSession:
@@ -375,7 +383,8 @@ class SQLiteStore(ThreadedAsyncFace):
             )
             return cur.rowcount > 0
 
-        return bool(self._run("delete", q))
+        with self._writes.turn("delete"):  # an autocommit DELETE takes the write lock too
+            return bool(self._run("delete", q))
 
     def list_user(self, user: str) -> list[StoredSession]:
         """See :meth:`Store.list_user`."""
@@ -415,6 +424,14 @@ class SQLiteStore(ThreadedAsyncFace):
         self._run("ping", lambda conn: conn.execute("SELECT 1").fetchone())
 
     def close(self) -> None:
-        """Close every thread's connection (a forked child leaves its parent's alone)."""
-        self._connections.close_all()
+        """Let the write in progress commit, then close every thread's connection and
+        the lock file (a forked child leaves its parent's alone). A store used after
+        ``close()`` reopens what it needs."""
+        _close(self._connections, self._writes)
         self._local = threading.local()
+
+
+def _close(connections: _Connections, writes: WriteLock) -> None:
+    """What :meth:`SQLiteStore.close` and the store's finalizer do; holds no store."""
+    with writes.closing():
+        connections.close_all()
