@@ -9,11 +9,14 @@
     serversession stats   [--store URL] [--json]
     serversession gc      [--store URL]
     serversession migrate --from URL --to URL
+    serversession import  --from URL --to URL [--dry-run] [--checkpoint PATH] [--restart]
+                          [--secret-key-env NAME] [--batch N] [--progress]
 
 Settings also come from the environment (``SERVERSESSION_STORE``,
 ``SERVERSESSION_IDLE_TIMEOUT``, ``SERVERSESSION_ABSOLUTE_TIMEOUT``,
 ``SERVERSESSION_SECRET_KEY``, and for the demo ``SERVERSESSION_INSECURE_COOKIE=1``).
-Errors print one line to stderr and exit 2.
+Errors print one line to stderr and exit 2 (``import`` exits 1 when it finished
+but refused some sessions).
 Administrative commands may scan the whole store; none of this runs per request.
 """
 
@@ -23,8 +26,10 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from .core import _credentials as credentials
@@ -33,7 +38,7 @@ from .core.config import SessionConfig
 from .core.ids import public_handle
 from .core.lifecycle import deadlines, index_deadline, is_expired
 from .core.records import Commit, StoredSession
-from .exceptions import SessionError
+from .exceptions import ConfigurationError, SessionError
 from .manager import SessionManager
 from .stores.url import DEFAULT_STORE_URL, open_store
 
@@ -141,7 +146,34 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="copy live sessions to another store (resumable)")
     migrate.add_argument("--from", dest="source", required=True, metavar="URL")
     migrate.add_argument("--to", dest="target", required=True, metavar="URL")
+    _import_parser(sub)
     return parser
+
+
+def _import_parser(sub: Any) -> None:
+    imp = sub.add_parser(
+        "import",
+        help="copy Django's or Flask-Session's live sessions in, so signed-in users stay signed in",
+        description="Copy the live sessions of another framework into a serversession store, each under the "
+        "cookie value the browser already holds (turn on SessionConfig(accept_imported=True) to serve them). "
+        "Sources: django-db:///PATH.sqlite3, django-db+postgresql://..., django-cache+redis://HOST:PORT/DB, "
+        "flask-session+redis://HOST:PORT/DB (docs/cli.md lists their options). Resumable: a rerun continues "
+        "from the checkpoint; writes are create-only.",
+        epilog="Exit status: 0 all live sessions imported (or already present), 1 finished but some were "
+        "refused (listed), 2 an error (bad URL, missing secret key, a store down).",
+    )
+    imp.add_argument("--from", dest="source", required=True, metavar="URL", help="the incumbent's sessions")
+    imp.add_argument("--to", dest="target", required=True, metavar="URL", help="the serversession store URL")
+    imp.add_argument("--dry-run", action="store_true", help="read and count only; write nothing")
+    imp.add_argument("--checkpoint", metavar="PATH",
+                     help="the resume file (default .serversession-import-<hash of the URLs>.json here)")  # fmt: skip
+    imp.add_argument("--restart", action="store_true", help="ignore the checkpoint and read the source from the start")
+    imp.add_argument("--secret-key-env", default="SERVERSESSION_IMPORT_SECRET_KEY", metavar="NAME",
+                     help="the environment variable holding the incumbent's SECRET_KEY, needed for Django's "
+                     "database sessions and signed Flask-Session cookies "
+                     "(default SERVERSESSION_IMPORT_SECRET_KEY)")  # fmt: skip
+    imp.add_argument("--batch", type=int, default=500, metavar="N", help="records per read (default 500)")
+    imp.add_argument("--progress", action="store_true", help="draw the progress bar even when stderr is not a terminal")
 
 
 def _iso(ts: float) -> str:
@@ -301,6 +333,53 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    """Import another framework's sessions (see :mod:`serversession.importers.runner`)."""
+    from .importers import runner
+
+    if args.batch < 1:
+        raise ConfigurationError("--batch must be 1 or more")
+    config = _config()
+    secret = os.environ.get(args.secret_key_env) or None
+    source = runner.open_source(args.source, secret, config.absolute_timeout, args.batch)
+    try:
+        target = None if args.dry_run else open_store(args.target)
+        try:
+            path = Path(args.checkpoint) if args.checkpoint else runner.default_checkpoint(args.source, args.target)
+            checkpoint = runner.Checkpoint(path, source.kind)
+            draw = _import_progress if args.progress or sys.stderr.isatty() else None
+            report = runner.run(source, target, time.time, checkpoint, draw, restart=args.restart)
+        finally:
+            if target is not None:
+                target.close()
+    finally:
+        source.close()
+    if draw is not None:
+        print(file=sys.stderr)
+    verb = "would import" if args.dry_run else "imported"
+    present = "" if args.dry_run else f", {report.present} already present"
+    print(f"{verb} {report.imported} session(s){present}, {report.expired} skipped as expired, "
+          f"{report.refused} refused")  # fmt: skip
+    for reason, count in sorted(report.reasons.items()):
+        print(f"  refused {count}: {reason}")
+    for refused in report.refusals:
+        print(f"  refused {refused.label} {refused.reason}")
+    if report.refused > len(report.refusals):
+        print(f"  ... and {report.refused - len(report.refusals)} more")
+    return 1 if report.refused else 0
+
+
+def _import_progress(report: Any, total: int | None) -> None:
+    done = report.seen()
+    if total:
+        share = min(1.0, done / total)
+        bar = "#" * int(share * 30)
+        line = f"importing [{bar:<30}] {share:4.0%} {done}/{total}"
+    else:
+        line = f"importing: {done} read"
+    print(f"\r{line}", end="", file=sys.stderr, flush=True)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo.app import ENV_INSECURE_COOKIE, env_flag
     from .demo.server import serve
@@ -328,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "migrate":
             return _migrate(args)
+        if args.command == "import":
+            return _import(args)
         manager = SessionManager(open_store(args.store), _config())
         try:
             if args.command == "sessions":
