@@ -121,7 +121,7 @@ class SentinelProcess(_Managed):
     """One ``redis-server --sentinel`` watching ``service`` on ``master_port``."""
 
     def __init__(self, service: str, master_port: int, *, down_after_ms: int = 1000,
-                 failover_timeout_ms: int = 3000) -> None:  # fmt: skip
+                 failover_timeout_ms: int = 3000, password: str | None = None) -> None:  # fmt: skip
         self.binary = find_redis_server()
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="ss-sentinel-"))
@@ -133,11 +133,15 @@ class SentinelProcess(_Managed):
             f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
             f"sentinel failover-timeout {service} {failover_timeout_ms}\n"
             f"sentinel parallel-syncs {service} 1\n"
+            # Sentinels use their requirepass to reach one another too.
+            + (f"requirepass {password}\n" if password else "")
         )
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host=HOST, port=self.port, socket_timeout=2, socket_connect_timeout=2)
+        return redis.Redis(host=HOST, port=self.port, socket_timeout=2, socket_connect_timeout=2,
+                           password=self.password)  # fmt: skip
 
     def start(self) -> Self:
         _LIVE.append(self)
@@ -172,10 +176,12 @@ class SentinelProcess(_Managed):
 
 
 class SentinelSet(_Managed):
-    """A master, a replica and three sentinels (quorum 2) for service ``service``."""
+    """A master, a replica and three sentinels (quorum 2) for service ``service``;
+    the sentinels ask for ``sentinel_password`` if given (the data nodes ask for none)."""
 
-    def __init__(self, service: str = "sessions") -> None:
+    def __init__(self, service: str = "sessions", sentinel_password: str | None = None) -> None:
         self.service = service
+        self.sentinel_password = sentinel_password
         self.master: RedisServer | None = None
         self.replica: RedisServer | None = None
         self.sentinels: list[SentinelProcess] = []
@@ -184,7 +190,8 @@ class SentinelSet(_Managed):
     def url(self) -> str:
         """The store URL: ``redis+sentinel://h:p,h:p,h:p/service`` (see docs/operations.md)."""
         hosts = ",".join(f"{HOST}:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{self.service}"
+        auth = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"redis+sentinel://{hosts}/{self.service}{auth}"
 
     def start(self) -> Self:
         _LIVE.append(self)
@@ -193,7 +200,8 @@ class SentinelSet(_Managed):
             self.replica = RedisServer("--replicaof", HOST, str(self.master.port)).start()
             self._until(lambda: self._link_up(self._replica()), "the replica's link to its master")
             for _ in range(3):
-                self.sentinels.append(SentinelProcess(self.service, self.master.port).start())
+                sentinel = SentinelProcess(self.service, self.master.port, password=self.sentinel_password)
+                self.sentinels.append(sentinel.start())
             self._until(self._all_see_everyone, "every sentinel knowing the replica and the other sentinels")
         except BaseException:
             self.stop()
@@ -224,20 +232,63 @@ class SentinelSet(_Managed):
             _, port = r.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
         return int(port)
 
+    def nodes(self) -> tuple[RedisServer, RedisServer]:
+        """(the node the sentinels name as master now, the other one): roles swap at each failover."""
+        if self.master is None or self.replica is None:
+            raise RuntimeError("the sentinel set is not started")
+        port = self.master_port()
+        return (self.master, self.replica) if self.master.port == port else (self.replica, self.master)
+
+    def wait_synced(self) -> None:
+        """Until the replica of the moment follows the master and every sentinel knows it."""
+        master, replica = self.nodes()
+
+        def synced() -> bool:
+            with replica.client() as r:
+                info = r.info("replication")
+            if info.get("role") != "slave" or info.get("master_port") != master.port:
+                return False
+            if info.get("master_link_status") != "up":
+                return False
+            for sentinel in self.sentinels:
+                with sentinel.client() as r:
+                    replicas = r.sentinel_slaves(self.service)
+                if not any(int(x["port"]) == replica.port and not x["is_sdown"] for x in replicas):
+                    return False
+            return True
+
+        self._until(synced, f"the replica (port {replica.port}) following the master (port {master.port})")
+
     def failover(self) -> int:
-        """``SENTINEL FAILOVER`` and wait until the replica is the master every sentinel names."""
-        old = self.master_port()
-        with self.sentinels[0].client() as r:
-            r.execute_command("SENTINEL", "FAILOVER", self.service)
-        new = self._replica().port
+        """``SENTINEL FAILOVER``; wait until the replica is the master every sentinel names
+        and the old master follows it.
+
+        Repeatable: each call first waits for the replica of the moment (the old
+        master after an earlier failover) to follow, so Sentinel has a replica to promote.
+        """
+        self.wait_synced()
+        old, replica = self.nodes()
+        new = replica.port
+
+        def started() -> bool:
+            with self.sentinels[0].client() as r:
+                try:
+                    r.execute_command("SENTINEL", "FAILOVER", self.service)
+                except redis.ResponseError as exc:  # NOGOODSLAVE until the sentinel's INFO is fresh
+                    if "NOGOODSLAVE" in str(exc) or "INPROG" in str(exc):
+                        return False
+                    raise
+            return True
 
         def promoted() -> bool:
-            with self._replica().client() as r:
+            with replica.client() as r:
                 if r.info("replication").get("role") != "master":
                     return False
             return all(self._named_by(s) == new for s in self.sentinels)
 
-        self._until(promoted, f"the replica (port {new}) promoted in place of port {old}")
+        self._until(started, "a sentinel accepting SENTINEL FAILOVER")
+        self._until(promoted, f"the replica (port {new}) promoted in place of port {old.port}")
+        self.wait_synced()  # finished: the old master follows the new one
         return new
 
     def _named_by(self, sentinel: SentinelProcess) -> int:

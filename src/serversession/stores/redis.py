@@ -88,6 +88,7 @@ from ..exceptions import ConfigurationError
 from . import _redis_scripts as scripts
 from ._plans import DriverErrors, adrive, drive
 from ._redis_batch import LoadBatcher
+from ._redis_sentinel import SentinelTarget, is_sentinel_url, parse_sentinel_url
 from ._redis_steps import AsyncTarget, HGetAll, HMGet, Ping, Pipeline, RedisStep, Script, ScriptAndWait, ZRem
 from ._redis_url import check_seconds, parse_url
 
@@ -125,8 +126,11 @@ class RedisStore:
     """Session store in Redis or Valkey, standalone or cluster, with both faces.
 
     ``url``: ``redis://`` or ``valkey://`` for one server; ``redis+cluster://``
-    or ``valkey+cluster://`` with any seed node for a cluster; ``rediss`` and
-    ``valkeys`` for TLS (see :data:`~serversession.stores.url.REDIS_SCHEMES`).
+    or ``valkey+cluster://`` with any seed node for a cluster;
+    ``redis+sentinel://[user:pass@]host:port[,host:port...]/service[/db]`` for
+    the master a set of sentinels names, found again after a failover (see
+    :mod:`._redis_sentinel`); ``rediss`` and ``valkeys`` for TLS (see
+    :data:`~serversession.stores.url.REDIS_SCHEMES`).
     ``prefix`` (``"ss:"``) starts every key. ``socket_timeout`` and
     ``connect_timeout`` (2.0 s each, above 0) bound every call; past them, and
     whenever the server cannot answer, operations raise :class:`StoreUnavailableError`.
@@ -148,7 +152,12 @@ class RedisStore:
         connect_timeout: float = 2.0, wait_replicas: int | None = None,
         wait_timeout: float | None = None, **client_options: Any,
     ) -> None:  # fmt: skip
-        self._url, self.cluster, own = parse_url(url)
+        self._sentinel: SentinelTarget | None = None
+        if is_sentinel_url(url):
+            self._sentinel, own = parse_sentinel_url(url)
+            self._url, self.cluster = self._sentinel.data_url, False
+        else:
+            self._url, self.cluster, own = parse_url(url)
         try:
             check_seconds(socket_timeout)
             check_seconds(connect_timeout)
@@ -172,6 +181,8 @@ class RedisStore:
         }  # fmt: skip
         self._client: Any = None
         self._aclient: Any = None
+        self._finder: Any = None  # the Sentinel managers of the sync and async clients, closed with them
+        self._afinder: Any = None
         self._abatcher: LoadBatcher | None = None
         self._ainitialized = False
         self._ainit_lock: asyncio.Lock | None = None
@@ -184,14 +195,22 @@ class RedisStore:
 
     def _sync_client(self) -> Any:
         if self._client is None:  # a cluster client asks its seed node for the slot map here
-            factory = redis.cluster.RedisCluster if self.cluster else redis.Redis
-            self._client = factory.from_url(self._url, **{"retry": Retry(NoBackoff(), 0), **self._options})
+            options = {"retry": Retry(NoBackoff(), 0), **self._options}
+            if self._sentinel is not None:  # no I/O yet: the master is looked up on the first connect
+                self._client, self._finder = self._sentinel.sync_client(options)
+            else:
+                factory = redis.cluster.RedisCluster if self.cluster else redis.Redis
+                self._client = factory.from_url(self._url, **options)
         return self._client
 
     def _async_client(self) -> Any:
         if self._aclient is None:
-            factory = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
-            self._aclient = factory.from_url(self._url, **{"retry": AsyncRetry(NoBackoff(), 0), **self._options})
+            options = {"retry": AsyncRetry(NoBackoff(), 0), **self._options}
+            if self._sentinel is not None:
+                self._aclient, self._afinder = self._sentinel.async_client(options)
+            else:
+                factory = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
+                self._aclient = factory.from_url(self._url, **options)
             # Standalone only: a cluster pipeline splits by node and would cost more than it saves.
             self._abatcher = None if self.cluster else LoadBatcher(self._aclient)
         return self._aclient
@@ -460,6 +479,9 @@ class RedisStore:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+        finder, self._finder = self._finder, None
+        if finder is not None:
+            finder.close()
 
     # -- async face ----------------------------------------------------------------------
     async def aload(self, key: str) -> StoredSession | None:
@@ -501,6 +523,9 @@ class RedisStore:
         self._ainitialized = False
         if client is not None:
             await client.aclose()
+        finder, self._afinder = self._afinder, None
+        if finder is not None:
+            await finder.aclose()
         self.close()
 
 

@@ -1,10 +1,10 @@
 """Open a store from a URL: ``memory://``, ``sqlite:///path``, the Redis family
-(``redis://``, ``redis+cluster://``, their TLS and Valkey spellings) and ``postgresql://``.
+(``redis://``, ``redis+cluster://``, ``redis+sentinel://``, their TLS and Valkey spellings) and ``postgresql://``.
 
 Schemes map to small factories that import their driver only when used, so the
 core installs with no dependencies and each backend comes with its own extra.
 This module holds the one table of schemes: the Redis store reads
-:data:`REDIS_SCHEMES` from here rather than keeping a list of its own.
+:data:`REDIS_SCHEMES` and :data:`REDIS_SENTINEL_SCHEMES` from here rather than keeping a list of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ REDIS_SCHEMES: dict[str, tuple[str, bool]] = {
     "redis+cluster": ("redis", True), "rediss+cluster": ("rediss", True),
     "valkey+cluster": ("redis", True), "valkeys+cluster": ("rediss", True),
 }  # fmt: skip
+#: Redis through Sentinel: store URL scheme -> the standalone scheme whose options it takes.
+#: ``redis+sentinel://[user:pass@]host:port[,host:port...]/service[/db]`` (see :mod:`._redis_sentinel`).
+REDIS_SENTINEL_SCHEMES: dict[str, str] = {
+    "redis+sentinel": "redis", "rediss+sentinel": "rediss",
+    "valkey+sentinel": "valkey", "valkeys+sentinel": "valkeys",
+}  # fmt: skip
 
 _REDIS = ("serversession.stores.redis", "RedisStore", "redis")
 _POSTGRES = ("serversession.stores.postgres", "PostgresStore", "postgres")
@@ -33,6 +39,7 @@ SCHEMES: dict[str, tuple[str, str, str]] = {
     "memory": ("serversession.stores.memory", "MemoryStore", ""),
     "sqlite": ("serversession.stores.sqlite", "SQLiteStore", ""),
     **dict.fromkeys(REDIS_SCHEMES, _REDIS),
+    **dict.fromkeys(REDIS_SENTINEL_SCHEMES, _REDIS),
     "postgresql": _POSTGRES,
     "postgres": _POSTGRES,
 }
