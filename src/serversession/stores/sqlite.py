@@ -427,11 +427,12 @@ class SQLiteStore(ThreadedAsyncFace):
         """Let the write in progress commit, then close every thread's connection and
         the lock file (a forked child leaves its parent's alone). A store used after
         ``close()`` reopens what it needs."""
-        _close(self._connections, self._writes)
-        self._local = threading.local()
+        with self._writes.closing():  # a writer let in next must not find its old, closed connection
+            self._connections.close_all()
+            self._local = threading.local()
 
 
 def _close(connections: _Connections, writes: WriteLock) -> None:
-    """What :meth:`SQLiteStore.close` and the store's finalizer do; holds no store."""
+    """The finalizer of a store dropped without ``close()``; holds no store."""
     with writes.closing():
         connections.close_all()
