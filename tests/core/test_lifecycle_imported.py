@@ -181,3 +181,31 @@ def test_the_configuration_is_checked() -> None:
     with pytest.raises(ConfigurationError, match="cookie name"):
         SessionConfig(accept_imported=True, legacy_cookie_name="bad name")
     assert SessionConfig().accept_imported is False
+
+
+def test_with_signed_ids_an_imported_value_loads_and_the_new_id_is_signed(store_factory: Any) -> None:
+    clock = Clock()
+    store = store_factory(clock)
+    import_one(store, clock.now, x=1)
+    config = SessionConfig(accept_imported=True, cookie_secure=False, secret_keys=["k" * 32])
+    manager = SessionManager(store, config, clock=clock)
+    s = manager.load(IncomingToken(DJANGO_KEY, via_header=False))
+    assert dict(s) == {"x": 1}
+    issued = cookie(manager.save(s))
+    assert issued is not None and "." in issued  # signed, as every ID under this config
+    assert dict(manager.load(IncomingToken(issued, via_header=False))) == {"x": 1}
+
+
+def test_two_first_requests_at_once_end_with_one_new_id(store_factory: Any) -> None:
+    clock = Clock()
+    store = store_factory(clock)
+    import_one(store, clock.now, n=0)
+    manager = SessionManager(store, ON, clock=clock)
+    one = manager.load(IncomingToken(DJANGO_KEY, via_header=False))
+    two = manager.load(IncomingToken(DJANGO_KEY, via_header=False))  # another tab, same old cookie
+    one["a"] = 1
+    two["b"] = 2
+    winner = cookie(manager.save(one))
+    late = manager.save(two)
+    assert winner is not None and late.moved and cookie(late) is None  # the late one does not sign the tab out
+    assert dict(manager.load(IncomingToken(winner, via_header=False))) == {"n": 0, "a": 1, "b": 2}

@@ -192,3 +192,28 @@ def test_a_signed_flask_session_cookie_is_filed_under_its_signed_value(redis_ser
     source.close()
     expected = Signer("flask secret", salt="flask-session", key_derivation="hmac").sign(sid.encode()).decode()
     assert isinstance(item, LegacySession) and item.token == expected
+
+
+def test_django_db_on_postgresql(postgres_server: Any) -> None:
+    import uuid
+
+    import psycopg
+
+    table = f"django_session_{uuid.uuid4().hex[:8]}"
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    with psycopg.connect(postgres_server.url, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {table} (session_key varchar(40) PRIMARY KEY, session_data text NOT NULL, "
+                   "expire_date timestamptz NOT NULL)")  # fmt: skip
+        db.execute(f"INSERT INTO {table} VALUES (%s, %s, %s), (%s, %s, %s)",
+                   ("q" * 32, django_data({"_auth_user_id": 3}), later,
+                    "r" * 32, django_data({"x": 1}), datetime.now(timezone.utc) - timedelta(seconds=5)))  # fmt: skip
+    url = postgres_server.url.replace("postgresql://", "django-db+postgresql://", 1)
+    source = open_source(f"{url}{'&' if '?' in url else '?'}table={table}", SECRET, 60)
+    try:
+        found = items_of(source)
+        assert source.total() == 2
+    finally:
+        source.close()
+    assert isinstance(found[0], LegacySession) and found[0].user == "3" and found[0].data == {"_auth_user_id": 3}
+    assert abs(found[0].expires_at - later.timestamp()) < 1e-3
+    assert isinstance(found[1], Expired)

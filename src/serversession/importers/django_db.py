@@ -8,7 +8,8 @@ Source URLs::
 Options (query string): ``table`` (default ``django_session``) and
 ``store_class`` (default ``SessionStore``: the class name Django salts the
 signature with, ``"django.contrib.sessions." + SessionStore.__qualname__``;
-change it only for a custom engine subclass).
+change it only for a custom engine subclass). Other options of a PostgreSQL
+URL (``sslmode=require``...) go to PostgreSQL.
 
 Each row's ``session_data`` is ``django.core.signing`` output made with the
 project's ``SECRET_KEY``: it is checked and decoded here with Django's signing
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..exceptions import ConfigurationError, StoreUnavailableError
 from .base import Expired, Item, LegacySession, Refused, label
@@ -51,9 +52,12 @@ class DjangoDbSource:
             raise ConfigurationError("reading Django's sessions needs the project's SECRET_KEY "
                                      "(--secret-key-env, default SERVERSESSION_IMPORT_SECRET_KEY)")  # fmt: skip
         parts = urlsplit(url)
-        options = dict(parse_qsl(parts.query))
-        unknown = sorted(set(options) - {"table", "store_class"})
-        if unknown:
+        self._postgres = parts.scheme == "django-db+postgresql"
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        options = {k: v for k, v in pairs if k in ("table", "store_class")}
+        libpq = [(k, v) for k, v in pairs if k not in options]  # sslmode=... and the like go to PostgreSQL
+        if libpq and not self._postgres:
+            unknown = sorted(k for k, _ in libpq)
             raise ConfigurationError(f"unknown django-db option(s) {unknown}; the options are: store_class, table")
         self.table = options.get("table", "django_session")
         store_class = options.get("store_class", "SessionStore")
@@ -62,12 +66,11 @@ class DjangoDbSource:
         self.salt = "django.contrib.sessions." + store_class
         self.secret_key = secret_key
         self.batch = batch
-        self._postgres = parts.scheme == "django-db+postgresql"
         try:
             if self._postgres:
                 import psycopg
 
-                target = urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
+                target = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(libpq), ""))
                 self._conn: Any = psycopg.connect(target, connect_timeout=10, autocommit=True)
                 self._mark = "%s"
             elif parts.scheme in ("django-db", "django-db+sqlite") and parts.path and not parts.netloc:
