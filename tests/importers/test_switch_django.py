@@ -76,3 +76,21 @@ def test_django_cache_sessions_on_redis(redis_server: Any, tmp_path: Path, monke
            "APP_REDIS": location}  # fmt: skip
     target = f"redis://127.0.0.1:{redis_server.port}/7"
     switch(env, f"django-cache+redis://127.0.0.1:{redis_server.port}/6", target, tmp_path, monkeypatch, capsys)
+
+
+def test_django_sessions_found_through_the_settings_module(tmp_path: Path) -> None:
+    db = tmp_path / "project.sqlite3"
+    env = {"APP_ENGINE": "db", "APP_DB": str(db), "APP_SECRET": SECRET}
+    phase(env, "setup")
+    cookie = phase(env, "signin")["cookie"]
+    target = f"sqlite:///{tmp_path}/sessions.sqlite3"
+    clean = {k: v for k, v in os.environ.items() if k != "SERVERSESSION_IMPORT_SECRET_KEY"}  # the key from settings
+    done = subprocess.run(
+        [sys.executable, "-m", "serversession", "import", "--from", "django-settings:settings_for_import",
+         "--to", target, "--checkpoint", str(tmp_path / "cp.json")],
+        cwd=APP.parent, env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "imported 1 session(s)" in done.stdout
+    ours = {**env, "APP_ENGINE": "serversession", "SERVERSESSION_STORE": target}
+    assert phase(ours, "check", cookie)["user"] == "alice"

@@ -65,6 +65,7 @@ class DjangoDbSource:
             raise ConfigurationError("django-db table and store_class must be plain identifiers")
         self.salt = "django.contrib.sessions." + store_class
         self.secret_key = secret_key
+        self.fallback_keys: list[str] = []
         self.batch = batch
         try:
             if self._postgres:
@@ -87,26 +88,28 @@ class DjangoDbSource:
             raise StoreUnavailableError(f"cannot read the Django session table {self.table!r}: {exc}",
                                         store=self.kind, operation="open") from exc  # fmt: skip
 
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        return list(self._conn.execute(sql, params).fetchall())
+
     def total(self) -> int | None:
         """How many rows the table holds (live or not)."""
-        row = self._conn.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()  # noqa: S608
-        return int(row[0])
+        return int(self._query(f"SELECT COUNT(*) FROM {self.table}")[0][0])  # noqa: S608 (checked identifier)
 
     def batches(self, cursor: str | None, now: float) -> Iterator[tuple[list[Item], str | None]]:
         """Rows after ``cursor`` (a session key), ``batch`` at a time, in key order."""
         after = cursor or ""
         while True:
-            rows = self._conn.execute(
+            rows = self._query(
                 f"SELECT session_key, session_data, expire_date FROM {self.table} "  # noqa: S608
                 f"WHERE session_key > {self._mark} ORDER BY session_key LIMIT {int(self.batch)}",
                 (after,),
-            ).fetchall()
+            )
             if not rows:
                 return
-            items = [self.read_row(str(key), str(data), expire, now) for key, data, expire in rows]
             after = str(rows[-1][0])
-            yield items, (after if len(rows) == self.batch else None)
-            if len(rows) < self.batch:
+            more = len(rows) == self.batch
+            yield [self.read_row(str(k), str(d), e, now) for k, d, e in rows], (after if more else None)
+            if not more:
                 return
 
     def read_row(self, session_key: str, session_data: str, expire_date: Any, now: float) -> Item:
@@ -122,7 +125,7 @@ class DjangoDbSource:
 
         try:
             data = signing.loads(session_data, key=self.secret_key, salt=self.salt,
-                                 serializer=signing.JSONSerializer, fallback_keys=[])  # fmt: skip
+                                 serializer=signing.JSONSerializer, fallback_keys=self.fallback_keys)  # fmt: skip
         except signing.BadSignature:
             return Refused(name, "its signature does not verify (another SECRET_KEY or store_class?)")
         except (ValueError, UnicodeDecodeError):

@@ -59,7 +59,7 @@ class Report:
 
 def open_source(url: str, secret_key: str | None, no_expiry_lifetime: float, batch: int = 500) -> Source:
     """The reader for a source URL (``django-db``, ``django-db+postgresql``,
-    ``django-cache+redis``, ``flask-session+redis``; see ``docs/cli.md``).
+    ``django-settings``, ``django-cache+redis``, ``flask-session+redis``; see ``docs/cli.md``).
 
     Raises :class:`ConfigurationError` naming the schemes for any other URL.
     """
@@ -68,6 +68,11 @@ def open_source(url: str, secret_key: str | None, no_expiry_lifetime: float, bat
         from .django_db import DjangoDbSource
 
         return DjangoDbSource(url, secret_key, batch)
+    if url.startswith("django-settings:"):
+        from .django_settings import open_settings_source
+
+        source: Source = open_settings_source(url, secret_key, no_expiry_lifetime, batch)
+        return source
     if scheme in ("django-cache+redis", "django-cache+rediss"):
         from .django_cache import DjangoCacheSource
 
@@ -78,7 +83,8 @@ def open_source(url: str, secret_key: str | None, no_expiry_lifetime: float, bat
         return FlaskSessionSource(url, secret_key, no_expiry_lifetime, batch)
     raise ConfigurationError(
         f"unknown import source {url.split('://')[0]!r}; the sources are django-db:///PATH.sqlite3, "
-        "django-db+postgresql://..., django-cache+redis://HOST:PORT/DB and flask-session+redis://HOST:PORT/DB"
+        "django-db+postgresql://..., django-settings:package.settings, django-cache+redis://HOST:PORT/DB and "
+        "flask-session+redis://HOST:PORT/DB"
     )
 
 
