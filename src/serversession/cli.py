@@ -36,7 +36,7 @@ from .core import _credentials as credentials
 from .core.codec import encode_meta
 from .core.config import SessionConfig
 from .core.ids import public_handle
-from .core.lifecycle import deadlines, index_deadline, is_expired
+from .core.lifecycle import deadlines, imported_deadline, index_deadline, stored_expired
 from .core.records import Commit, StoredSession
 from .exceptions import ConfigurationError, SessionError
 from .manager import SessionManager
@@ -204,7 +204,7 @@ def _live(manager: SessionManager, user: str | None = None) -> Iterator[StoredSe
     for s in found:
         if credentials.is_marker(s.key):
             continue  # a credential-change marker, no session (it only guards sign-ins in flight)
-        if not is_expired(manager.config, s.meta, now) and (user is None or s.meta.user == user):
+        if not stored_expired(manager.config, s, now) and (user is None or s.meta.user == user):
             yield s
 
 
@@ -314,7 +314,7 @@ def _migrate(args: argparse.Namespace) -> int:
             commit = Commit(
                 set_data=dict(s.data),
                 meta=encode_meta(s.meta),
-                expires_at=deadlines(config, s.meta)[0],
+                expires_at=imported_deadline(config, s) or deadlines(config, s.meta)[0],
                 index_user=s.meta.user,
                 # the configured bound, not an app-set end a later request may lift
                 absolute_at=index_deadline(config, s.meta),

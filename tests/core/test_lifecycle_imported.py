@@ -209,3 +209,16 @@ def test_two_first_requests_at_once_end_with_one_new_id(store_factory: Any) -> N
     late = manager.save(two)
     assert winner is not None and late.moved and cookie(late) is None  # the late one does not sign the tab out
     assert dict(manager.load(IncomingToken(winner, via_header=False))) == {"n": 0, "a": 1, "b": 2}
+
+
+def test_an_imported_session_is_listed_and_revocable_until_its_own_deadline(store_factory: Any) -> None:
+    clock = Clock()
+    store = store_factory(clock)
+    import_one(store, clock.now, ttl=7200, uid="42")
+    config = SessionConfig(accept_imported=True, cookie_secure=False, idle_timeout=600, absolute_timeout=3600)
+    manager = SessionManager(store, config, clock=clock)
+    clock.advance(1200)  # past the idle timeout, before its own end
+    (info,) = manager.list_sessions("42")
+    assert info.idle_expires_at == pytest.approx(clock.now - 1200 + 3600)  # bounded by the absolute timeout
+    assert manager.revoke_user("42") == 1
+    assert manager.load(IncomingToken(DJANGO_KEY, via_header=False)).is_new

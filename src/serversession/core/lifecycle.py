@@ -256,6 +256,13 @@ def imported_deadline(config: SessionConfig, stored: StoredSession) -> float | N
     return min(ends, stored.meta.created_at + config.absolute_timeout)
 
 
+def stored_expired(config: SessionConfig, stored: StoredSession, now: float) -> bool:
+    """:func:`is_expired` for a record read from a store: an imported one not yet
+    loaded by its own deadline (:func:`imported_deadline`, rule 9), never idle before that."""
+    ends = imported_deadline(config, stored) if IMPORTED_KEY in stored.data else None
+    return now >= ends if ends is not None else is_expired(config, stored.meta, now)
+
+
 def _load_imported(
     config: SessionConfig, token: IncomingToken, stored: StoredSession, session_id: str, now: float,
     user_agent: str, ip: str,
@@ -377,9 +384,10 @@ def list_sessions(
     current_key = current.key if current is not None else None
     infos = []
     for s in stored:
-        if s.meta.user != user or is_expired(config, s.meta, now):
+        if s.meta.user != user or stored_expired(config, s, now):
             continue
         idle, absolute = deadlines(config, s.meta)
+        idle = imported_deadline(config, s) or idle
         infos.append(
             SessionInfo(
                 handle=public_handle(s.key),
