@@ -26,7 +26,7 @@ from .core.config import SessionConfig
 from .core.events import SessionEvent
 from .core.guard import RequestGuard
 from .core.lifecycle import SaveResult, SessionInfo
-from .core.session import Session
+from .core.session import Session, attach, load_seq, stored_text
 from .core.steps import Emit, Plan
 from .core.transport import IncomingToken, read_token
 from .stores.base import AsyncStore, Store
@@ -131,11 +131,11 @@ class _ManagerBase:
     def _latest(self, gate: _KeyGate, session: Session, key: str) -> Any:
         """What ``modify`` should expect the store to hold for ``key``."""
         text, seq = gate.latest.get(key, (lifecycle.FROM_SESSION, -1))
-        return text if seq > session.load_seq else lifecycle.FROM_SESSION
+        return text if seq > load_seq(session) else lifecycle.FROM_SESSION
 
     def _remember(self, gate: _KeyGate, session: Session, key: str, ok: bool) -> None:
         if ok:
-            gate.latest[key] = (session.base.get(key), next(self._seq))
+            gate.latest[key] = (stored_text(session, key), next(self._seq))
         else:
             gate.latest.pop(key, None)
 
@@ -190,7 +190,7 @@ class SessionManager(_ManagerBase):
         seq = next(self._seq)
         now = self.clock()
         session = run_sync(lifecycle.load(self.config, token, now, user_agent, ip), self.store, self._emit_sync)
-        session.manager, session.load_seq = self, seq
+        attach(session, self, seq)
         self.guard.saw_valid(session, now)
         return session
 
@@ -279,7 +279,7 @@ class AsyncSessionManager(_ManagerBase):
         seq = next(self._seq)
         now = self.clock()
         session = await run_async(lifecycle.load(self.config, token, now, user_agent, ip), self.store, self._emit_async)
-        session.manager, session.load_seq = self, seq
+        attach(session, self, seq)
         self.guard.saw_valid(session, now)
         return session
 

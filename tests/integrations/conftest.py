@@ -4,7 +4,9 @@
 Flask, Django, Litestar, Quart, aiohttp), each under the server ``live_apps.SERVERS``
 names, with a SQLite store and a 2 s idle timeout, started once per run.
 ``outage_app`` starts each one again on a dedicated Redis server that the test
-may kill.
+may kill. ``lazy_app`` and ``lazy_outage_app`` run each one reading its session
+lazily (``SS_LAZY=1`` for the async kinds, where it is opt-in) on a Redis
+server of its own, whose ``INFO commandstats`` count the store commands.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from servers import RedisServer
 IDLE = "2"
 
 
-def start(kind: str, store: str, workdir: Path) -> contextlib.AbstractContextManager[str]:
-    env = {"SS_STORE": store, "SS_IDLE": IDLE, "SS_DB": str(workdir / "django.sqlite3")}
+def start(kind: str, store: str, workdir: Path, **extra: str) -> contextlib.AbstractContextManager[str]:
+    env = {"SS_STORE": store, "SS_IDLE": IDLE, "SS_DB": str(workdir / "django.sqlite3"), **extra}
     server = SERVERS[kind]
     return serve(f"behaviour_{kind}:app", workdir, server=server, env=env)
 
@@ -40,6 +42,28 @@ def live_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def outage_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[LiveApp, RedisServer]]:
     """Each integration's behaviour app on its own Redis server, which the test may kill."""
     with RedisServer() as redis, start(request.param, redis.url, tmp_path) as url:
+        yield LiveApp(request.param, url), redis
+
+
+#: A lazy app's environment: opt in where it is an option, and an idle window no test waits out
+#: (no renewal write, so a read is exactly one store command).
+LAZY = {"SS_LAZY": "1", "SS_IDLE": "600"}
+
+
+@pytest.fixture(scope="session", params=KINDS)
+def lazy_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             ) -> Iterator[tuple[LiveApp, RedisServer]]:  # fmt: skip
+    """Each integration's behaviour app reading its session at first use, on its own Redis server."""
+    kind = request.param
+    workdir = tmp_path_factory.mktemp(f"lazy-{kind}")
+    with RedisServer() as redis, start(kind, redis.url, workdir, **LAZY) as url:
+        yield LiveApp(kind, url), redis
+
+
+@pytest.fixture(params=KINDS)
+def lazy_outage_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[LiveApp, RedisServer]]:
+    """Each integration's behaviour app reading its session at first use, on a Redis server the test may kill."""
+    with RedisServer() as redis, start(request.param, redis.url, tmp_path, **LAZY) as url:
         yield LiveApp(request.param, url), redis
 
 

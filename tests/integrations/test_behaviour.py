@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -414,3 +415,72 @@ def test_the_per_user_session_cap_evicts_or_refuses(capped_app: tuple[LiveApp, s
         assert second.status_code == 409, second.text
         assert second.headers["cache-control"] == "no-store" and "error" in second.json()
         assert laptop.value("a") == "laptop"  # the sign-in was refused, the first session lives on
+
+
+# -- lazy loading: a request that never touches its session costs no store command ----------
+
+#: Commands a Redis client sends for its connection, not for a session (redis-py's CLIENT SETINFO
+#: on a new pooled connection, the test's own INFO).
+_CONNECTION_COMMANDS = ("cmdstat_client|", "cmdstat_hello", "cmdstat_info", "cmdstat_config|", "cmdstat_ping",
+                        "cmdstat_select", "cmdstat_auth")  # fmt: skip
+
+
+def store_commands(redis: RedisServer) -> dict[str, int]:
+    """Calls per Redis command so far, connection housekeeping left out."""
+    with redis.client() as client:
+        stats = client.info("commandstats")
+    return {name: int(v["calls"]) for name, v in stats.items() if not name.startswith(_CONNECTION_COMMANDS)}
+
+
+def commands_of(redis: RedisServer, request: Callable[[], httpx.Response]) -> tuple[httpx.Response, dict[str, int]]:
+    """Send ``request``; return its response and the store commands it cost, by name."""
+    before = store_commands(redis)
+    response = request()
+    after = store_commands(redis)
+    return response, {name: n - before.get(name, 0) for name, n in after.items() if n != before.get(name, 0)}
+
+
+def test_a_request_that_never_touches_its_session_costs_no_store_command(
+    lazy_app: tuple[LiveApp, RedisServer],
+) -> None:
+    app, redis = lazy_app
+    browser = app.browser()
+    assert browser.post("/set/a", 1).status_code == 200
+    assert browser.value("a") == 1  # warmed up: the app's connections to the store are open
+    response, sent = commands_of(redis, lambda: browser.get("/untouched"))
+    assert response.status_code == 200 and response.json() == {"ok": True}
+    assert sent == {}, sent
+    assert session_cookie(response, app.cookie_name) is None
+    assert "cookie" not in ",".join(response.headers.get_list("vary")).lower()
+    response, sent = commands_of(redis, lambda: browser.get("/get/a"))  # one that reads it: one read
+    assert response.json() == {"value": 1} and sent == {"cmdstat_hgetall": 1}, sent
+    assert "cookie" in ",".join(response.headers.get_list("vary")).lower()
+
+
+def test_reading_lazily_still_checks_csrf_before_the_view(lazy_app: tuple[LiveApp, RedisServer]) -> None:
+    app, redis = lazy_app
+    browser = app.browser()
+    assert browser.post("/set/a", "kept").status_code == 200
+    assert browser.post("/set/a", "forged", csrf=False).status_code == 403
+    assert browser.post("/set/a", "forged", csrf="not-the-token").status_code == 403
+    assert browser.value("a") == "kept"
+    response, sent = commands_of(redis, lambda: browser.post("/set/a", "mine"))
+    assert response.status_code == 200 and browser.value("a") == "mine"
+    assert sum(n for name, n in sent.items() if name == "cmdstat_hgetall") == 1, sent  # read once, then written
+
+
+def test_a_store_outage_at_the_sessions_first_use_answers_503(lazy_outage_app: tuple[LiveApp, RedisServer]) -> None:
+    app, redis = lazy_outage_app
+    browser = app.browser()
+    assert browser.post("/set/a", 1).status_code == 200
+    browser.fetch_csrf()
+    redis.kill()
+    untouched = browser.get("/untouched")  # needs no store: served as if nothing were wrong
+    assert untouched.status_code == 200 and untouched.json() == {"ok": True}
+    for response in (browser.get("/get/a"), browser.post("/set/a", 2)):
+        assert response.status_code == 503, response.text
+        assert response.json() == {"error": "session store unavailable, please retry"}
+        assert response.headers["retry-after"] == "1"
+        assert session_cookie(response, app.cookie_name) is None
+    redis.restart()
+    assert browser.value("a") is None  # the restarted Redis forgot it; the app reads the store again

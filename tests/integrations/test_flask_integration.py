@@ -139,7 +139,11 @@ def test_csrf_is_enforced_exemptable_and_switchable(client: FlaskClient, store: 
 def test_store_outages_answer_503(client: FlaskClient, store: FlakyStore) -> None:
     client.post("/set", data={"a": "1", "csrf_token": csrf(client)})
     store.fail.add("load")
-    for response in (client.get("/static-ish"), client.get("/show")):
+    loads = store.loads
+    ignored = client.get("/static-ish")  # a view that ignores the session never reads it: unaffected
+    assert ignored.status_code == 200 and ignored.text == "plain" and store.loads == loads
+    unsafe = client.post("/set", data={"a": "2", "csrf_token": "x"})  # the CSRF check reads it first
+    for response in (client.get("/show"), unsafe):
         assert response.status_code == 503 and response.json == {"error": "session store unavailable, please retry"}
         assert response.headers["Retry-After"] == "1"
     store.fail = {"commit"}

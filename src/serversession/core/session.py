@@ -9,6 +9,18 @@ two concurrent requests that change different keys both keep their change.
 
 Values are encoded when set, so an unserializable value fails at the assignment
 that introduced it, with the key in the message.
+
+A session may be *deferred*: built by :func:`deferred` before the store was read,
+it reads the store the first time anything of it is used (its data, ID, user,
+CSRF token) through the :class:`Loader` it was given, so a request that never
+touches its session costs no store command. Where that first read would block an
+event loop the loader raises :class:`SessionNotLoadedError` instead, and
+``await session.aload()`` reads it without blocking.
+
+What the managers and the kit need of a session beyond its public face is the
+small internal interface at the end of this module (:func:`deferred`,
+:func:`attach`, :func:`load_seq`, :func:`stored_text`); the working state behind
+it is private to the core.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ..exceptions import ReauthenticationRequired, SessionTooLargeError
+from ..exceptions import ReauthenticationRequired, SessionError, SessionTooLargeError
 from . import csrf
 from .codec import SessionMeta, decode_value, encode_value, is_utf8
 from .config import SessionConfig
@@ -35,6 +47,35 @@ _MUTABLE = (dict, list)
 
 #: User names starting with this are the library's own (credential-change markers, see the lifecycle).
 RESERVED_USER_PREFIX = "\x1f"
+
+
+class SessionNotLoadedError(SessionError, RuntimeError):
+    """A deferred session was used synchronously where loading it would block the event loop.
+
+    Raised in async code (ASGI, Quart, Litestar with ``lazy=True``) by the first
+    synchronous use of a session whose store read has not happened yet: call
+    ``await session.aload()`` first (or take it from the integration's awaited
+    accessor), then use it as before.
+    """
+
+
+class Loader(Protocol):
+    """Reads a deferred session's store record, once: what :func:`deferred` is given.
+
+    ``load`` may block (a sync manager) or raise :class:`SessionNotLoadedError`
+    (an async manager on its event loop's thread); ``aload`` never blocks the
+    loop. Both return the same loaded :class:`Session` however often called, and
+    raise the store's error (:class:`~serversession.exceptions.StoreError`) again
+    after a failed read rather than reading twice.
+    """
+
+    @property
+    def failed(self) -> bool:
+        """The read was tried and the store failed."""
+
+    def load(self) -> Session: ...
+
+    def aload(self) -> Awaitable[Session]: ...
 
 
 class _Modifier(Protocol):
@@ -82,9 +123,8 @@ class Session(MutableMapping[str, Any]):
         self.session_id = session_id
         self.key = key
         self.meta = meta
-        self.via_header = via_header
-        #: The client presented a token (valid or not) in this request.
-        self.presented = presented
+        self._via_header = via_header
+        self._presented = presented
         #: The client presented a session that no longer exists: it timed out or
         #: was ended elsewhere (for a gentle "please sign in again" message).
         self.expired = expired
@@ -96,8 +136,8 @@ class Session(MutableMapping[str, Any]):
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
         self._sizes: dict[str, int] = {}
-        self.rotate_requested = False
-        self.destroy_requested = False
+        self._rotate_requested = False
+        self._destroy_requested = False
         self.user_changed = False
         self.persistent_changed = False
         self.expiry_changed = False
@@ -114,16 +154,132 @@ class Session(MutableMapping[str, Any]):
         self.loaded_at = loaded_at
         #: Free text for the ROTATED / DESTROYED event of this request.
         self.end_reason = ""
-        self.manager: _Modifier | None = None
-        #: Set by the manager: where this load stands in its modify queue's history.
-        self.load_seq = -1
-        #: The request read the session (its data or CSRF token): the response depends
-        #: on it, so the integrations add ``Vary: Cookie`` (or ``Authorization``).
-        self.accessed = False
+        self._manager: _Modifier | None = None
+        # Set by the manager (attach()): where this load stands in its modify queue's history.
+        self._load_seq = -1
+        self._accessed = False
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute name
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for what the instance lacks: a deferred session before its
+            # read. Anything but its config and transport then reads the store, once.
+            pending = self.__dict__.get("_pending")
+            if pending is None or name.startswith("__"):
+                raise AttributeError(f"'Session' object has no attribute {name!r}")
+            self._adopt(pending.load())
+            return object.__getattribute__(self, name)
+
+    def _adopt(self, loaded: Session) -> None:
+        """Become ``loaded`` (the record a deferred session's loader read), keeping ``accessed``."""
+        state = self.__dict__
+        if "_pending" not in state:
+            return  # another task adopted it first
+        accessed = state["_accessed"]
+        state.clear()
+        state.update(loaded.__dict__)
+        state["_accessed"] = accessed or state["_accessed"]
+
+    # -- loading -------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """Whether this request has read the session from the store yet (never reads it).
+
+        Integrations defer the read until the session is first used, so a request
+        that never touches it (a static file, a health check) costs no store
+        command.
+        """
+        return "_pending" not in self.__dict__
+
+    def load(self) -> Session:
+        """Read the session now if it was deferred, and return it.
+
+        Blocking on a sync manager. On an async manager, from the event loop's
+        own thread, raises :class:`SessionNotLoadedError`: use :meth:`aload`.
+        A failed read raises the store's error, here and at every later use.
+        """
+        pending = self.__dict__.get("_pending")
+        if pending is not None:
+            self._adopt(pending.load())
+        return self
+
+    async def aload(self) -> Session:
+        """Read the session now without blocking the event loop, if it was deferred; return it.
+
+        Async code calls it (once per request is enough, more is free) before the
+        session's synchronous API: ``session = await session.aload()``. Raises
+        :class:`~serversession.exceptions.StoreError` when the store fails
+        (every integration answers 503).
+        """
+        pending = self.__dict__.get("_pending")
+        if pending is not None:
+            self._adopt(await pending.aload())
+        return self
+
+    # -- what integrations read ----------------------------------------------
+    @property
+    def accessed(self) -> bool:
+        """The request read the session (its data or CSRF token): the response depends
+        on it, so the integrations add ``Vary: Cookie`` (or ``Authorization``)."""
+        return self._accessed
+
+    @property
+    def via_header(self) -> bool:
+        """The token came in ``Authorization: Session <id>``, not a cookie."""
+        return self._via_header
+
+    @property
+    def presented(self) -> bool:
+        """The client presented a token (valid or not) in this request."""
+        return self._presented
+
+    @property
+    def rotate_requested(self) -> bool:
+        """:meth:`rotate` was called and the save has not carried it out yet."""
+        return self._rotate_requested
+
+    @property
+    def destroy_requested(self) -> bool:
+        """:meth:`destroy` was called in this request."""
+        return self._destroy_requested
+
+    @property
+    def destroyed(self) -> bool:
+        """:meth:`destroy` was called in this request (the save deletes it)."""
+        return self._destroy_requested
+
+    @property
+    def modified(self) -> bool:
+        """Whether this request changed the session: set or deleted a key, rotated or destroyed it.
+
+        In-place edits of mutable values are found only at save time.
+        """
+        if not self.loaded:
+            return False  # nothing can change without reading it first
+        return self.has_changes or self._rotate_requested or self._destroy_requested
+
+    def discard_pre_session_csrf(self) -> None:
+        """Forget the pre-session CSRF secret the client sent: a token made from it no longer passes.
+
+        For a sign-out on a session that was never stored (Flask's ``session.clear()``):
+        the next :attr:`csrf_token` comes from a fresh secret.
+        """
+        self.pre_csrf_secret = None
+        self.pre_csrf_issued = False
+
+    def backdate_load(self, at: float) -> None:
+        """Count this request as loaded at ``at`` (Unix seconds) if that is earlier, never later.
+
+        For a framework that checked a credential before this session was read
+        (Django's request start): a sign-in bound after a credential change that
+        happened in between is then voided (see the lifecycle, rule 8).
+        """
+        if at < self.loaded_at:
+            self.loaded_at = at
 
     # -- the mapping --------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
-        self.accessed = True
+        self._accessed = True
         values = self._values
         if key in values:
             return values[key]
@@ -150,13 +306,13 @@ class Session(MutableMapping[str, Any]):
         self._deleted.add(key)
 
     def __contains__(self, key: object) -> bool:
-        self.accessed = True
+        self._accessed = True
         if key in self._deleted:
             return False
         return key in self._values or key in self.base
 
     def __iter__(self) -> Iterator[str]:
-        self.accessed = True
+        self._accessed = True
         seen = [k for k in self.base if k not in self._deleted]
         seen.extend(k for k in self._values if k not in self.base)
         return iter(seen)
@@ -165,6 +321,8 @@ class Session(MutableMapping[str, Any]):
         return sum(1 for _ in self)
 
     def __repr__(self) -> str:
+        if not self.loaded:
+            return "<Session (not read from the store yet)>"  # a debugger's repr must not do I/O
         return f"<Session handle={self.handle!r} keys={sorted(self)!r}>"
 
     def clear(self) -> None:
@@ -199,8 +357,9 @@ class Session(MutableMapping[str, Any]):
         :attr:`csrf_token` after calling this to get the new one. ``reason`` is
         carried by the ROTATED event (e.g. "signed in on Firefox on Linux").
         """
+        self.load()  # before any flag is set: the read would replace them
         self.end_reason = reason
-        self.rotate_requested = True
+        self._rotate_requested = True
         self.create_requested = True
         self.meta = self.meta.with_changes(csrf_secret=secrets.token_urlsafe(32))
 
@@ -209,7 +368,8 @@ class Session(MutableMapping[str, Any]):
 
         ``reason`` is carried by the DESTROYED event.
         """
-        self.destroy_requested = True
+        self.load()
+        self._destroy_requested = True
         self.end_reason = reason
 
     def ensure_stored(self) -> None:
@@ -218,6 +378,7 @@ class Session(MutableMapping[str, Any]):
         For endpoints that hand a client a session on purpose (an API's
         "start a session" call).
         """
+        self.load()
         self.create_requested = True
 
     @property
@@ -275,7 +436,7 @@ class Session(MutableMapping[str, Any]):
         session that is not stored yet does not store it: a small pre-session
         cookie carries the secret instead.
         """
-        self.accessed = True
+        self._accessed = True
         secret = self.meta.csrf_secret
         if not secret:
             if self.pre_csrf_secret is None:
@@ -335,9 +496,9 @@ class Session(MutableMapping[str, Any]):
         if self.auth_stamp_due and self.meta.user is not None:
             return  # authenticated in this very request; the save stamps the time
         if now is None:
-            if self.manager is None:
+            if self._manager is None:
                 raise RuntimeError("this session is not attached to a manager: pass now=")
-            now = self.manager.clock()
+            now = self._manager.clock()
         at = self.meta.authenticated_at if self.meta.user is not None else None
         if at is None:
             message = "this action needs a signed-in user who authenticated recently; the session has none"
@@ -354,15 +515,15 @@ class Session(MutableMapping[str, Any]):
         This session gets a new ID now and counts as freshly authenticated;
         every other session of the user ends. Returns how many ended.
         """
-        if self.manager is None:
+        if self._manager is None:
             raise RuntimeError("this session is not attached to a manager")
-        return self.manager.credential_changed(self, reason=reason)
+        return self._manager.credential_changed(self, reason=reason)
 
     async def acredential_changed(self, reason: str = "credential changed") -> int:
         """Async twin of :meth:`credential_changed`."""
-        if self.manager is None:
+        if self._manager is None:
             raise RuntimeError("this session is not attached to a manager")
-        return await self.manager.acredential_changed(self, reason=reason)
+        return await self._manager.acredential_changed(self, reason=reason)
 
     def mark_authenticated(self, at: float) -> None:
         """For the lifecycle: the user authenticated at ``at`` (Unix seconds, kept to the ms)."""
@@ -371,11 +532,11 @@ class Session(MutableMapping[str, Any]):
         self.auth_changed = True
 
     def _stamp_authenticated(self) -> None:
-        if self.manager is None:  # the save stamps it with its own clock
+        if self._manager is None:  # the save stamps it with its own clock
             self.meta = self.meta.with_changes(authenticated_at=None)
             self.auth_stamp_due = self.auth_changed = True
         else:
-            self.mark_authenticated(self.manager.clock())
+            self.mark_authenticated(self._manager.clock())
 
     def _clear_authenticated(self) -> None:
         self.auth_stamp_due = False
@@ -456,16 +617,16 @@ class Session(MutableMapping[str, Any]):
         ended meanwhile and :class:`~serversession.exceptions.ConcurrentUpdateError`
         after ``modify_attempts`` lost races.
         """
-        if self.manager is None:
+        if self._manager is None:
             raise RuntimeError("this session is not attached to a manager")
-        result: T = self.manager.modify(self, key, fn, default)
+        result: T = self._manager.modify(self, key, fn, default)
         return result
 
     async def amodify(self, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
         """Async twin of :meth:`modify`."""
-        if self.manager is None:
+        if self._manager is None:
             raise RuntimeError("this session is not attached to a manager")
-        result: T = await self.manager.amodify(self, key, fn, default)
+        result: T = await self._manager.amodify(self, key, fn, default)
         return result
 
     # -- for the lifecycle -------------------------------------------------------
@@ -490,7 +651,7 @@ class Session(MutableMapping[str, Any]):
         self._dirty.clear()
         self._deleted.clear()
         self._sizes.clear()
-        self.rotate_requested = self.create_requested = False
+        self._rotate_requested = self.create_requested = False
         self.user_changed = self.persistent_changed = self.expiry_changed = self.auth_changed = False
         if renewed_at is not None:
             self.meta = self.meta.with_changes(last_seen_at=renewed_at)
@@ -560,3 +721,52 @@ def _seconds(name: str, value: float | None) -> float | None:
     if not math.isfinite(value):
         raise ValueError(f"set_expiry({name}=...) must be finite; got {value!r}")
     return round(float(value), 3)
+
+
+# -- the internal interface: what the managers and the kit use, nothing more ----------------
+
+
+def deferred(config: SessionConfig, loader: Loader, *, via_header: bool) -> Session:
+    """A session whose store read waits for its first use (see the module docstring).
+
+    For the kit, which knows a token was presented (``via_header`` says how) but
+    not yet whether it names a live session. ``loader`` reads it, once.
+    """
+    session = Session.__new__(Session)
+    session.__dict__.update(
+        config=config,
+        _via_header=via_header,
+        _presented=True,
+        _accessed=False,
+        _rotate_requested=False,
+        _destroy_requested=False,
+        _pending=loader,
+    )
+    return session
+
+
+def read_failed(session: Session) -> bool:
+    """Whether ``session`` is deferred and its store read failed (the request was served without it)."""
+    pending = session.__dict__.get("_pending")
+    return pending is not None and bool(pending.failed)
+
+
+def attach(session: Session, manager: _Modifier, seq: int) -> None:
+    """For a manager: ``session`` was loaded by ``manager`` as its load number ``seq``.
+
+    ``modify``, ``credential_changed`` and the authentication clock then go
+    through that manager; ``seq`` orders the load against the manager's modify
+    history (see ``manager._KeyGate``).
+    """
+    session._manager = manager
+    session._load_seq = seq
+
+
+def load_seq(session: Session) -> int:
+    """Where ``session``'s load stands in its manager's modify history (-1: not attached)."""
+    return session._load_seq
+
+
+def stored_text(session: Session, key: str) -> str | None:
+    """The encoded text the store holds for ``key`` as far as ``session`` knows, or None."""
+    return session.base.get(key)

@@ -38,7 +38,7 @@ class _BridgeBackend(BaseSessionBackend["SessionAuthBackendConfig"]):
         session: Any = connection.scope.get(SCOPE_KEY)  # a Session: the MutableMapping SessionAuth reads
         if session is None:
             raise LookupError("no serversession session in scope: is ServerSessionPlugin installed?")
-        return session  # type: ignore[no-any-return]
+        return await session.aload()  # type: ignore[no-any-return]
 
 
 @dataclass

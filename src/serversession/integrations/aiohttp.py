@@ -4,8 +4,12 @@
 ``on_response_prepare`` hook; handlers call ``await get_session(request)``
 (the names aiohttp-session users know; ``docs/frameworks/aiohttp.md`` lists
 what differs). Per request the middleware admits the request through the kit
-(throttle, cross-site screen, one store read, CSRF), runs the handler and saves
-the session before the response is prepared, adding ``Set-Cookie`` to it.
+(throttle, cross-site screen, CSRF), runs the handler and saves the session
+before the response is prepared, adding ``Set-Cookie`` to it. The store is read
+at most once, when the handler first awaits :func:`get_session` (or
+:func:`new_session`); a handler that never does costs no store command, and its
+response gets no session headers. An unsafe request that needs a CSRF check is
+read before the handler, to check the token.
 
 Where the save happens, and why in two places:
 
@@ -64,7 +68,6 @@ log = logging.getLogger("serversession")
 
 #: Where :func:`setup` keeps the app's :class:`AsyncSessionManager` (``app[MANAGER_KEY]``).
 MANAGER_KEY = web.AppKey("serversession_manager", AsyncSessionManager)
-_EXEMPT_ATTR = "_serversession_csrf_exempt"
 _NOT_SAVED = (
     "session not saved: %s %s prepared its own response and on_response_prepare is not installed "
     "(use serversession.integrations.aiohttp.setup)"
@@ -164,10 +167,11 @@ def session_middleware(
             request.scheme,
             kit.pick_headers(request.headers.items()),
             request.remote,
-            exempt=bool(getattr(request.match_info.handler, _EXEMPT_ATTR, False)),
+            exempt=kit.is_csrf_exempt(request.match_info.handler),
             form_token=lambda: _form_token(request),
             websocket=websocket,
             multipart=True,
+            lazy=True,  # read on the handler's first await get_session(): the API is async already
         )
         if isinstance(opened, kit.Refusal):
             return _answer(opened)
@@ -231,7 +235,7 @@ async def _save(cycle: _Cycle, response: web.StreamResponse) -> kit.Refusal | No
     if cycle.done:
         return None
     cycle.done = True
-    added = await kit.afinish(cycle.manager, cycle.opened, response.headers.keys())
+    added = await kit.afinish(cycle.manager, cycle.opened, response.headers.keys(), response.status)
     if isinstance(added, kit.Refusal):
         return added
     for name, value in added:
@@ -304,13 +308,16 @@ async def _late_answer(request: web.Request, refusal: kit.Refusal) -> web.Stream
 
 
 async def get_session(request: web.Request) -> Session:
-    """The request's :class:`~serversession.Session` (loaded before the handler ran).
+    """The request's :class:`~serversession.Session`, read from the store at the first call.
 
     A coroutine, like aiohttp-session's, so ``session = await get_session(request)``
-    ports unchanged. Raises ``LookupError`` when the middleware did not run
-    (:func:`setup` missing, or a handler outside the app it was set up on).
+    ports unchanged; later calls in the request cost nothing. Raises
+    ``LookupError`` when the middleware did not run (:func:`setup` missing, or a
+    handler outside the app it was set up on) and
+    :class:`~serversession.exceptions.StoreError` when the store fails (the
+    middleware answers 503).
     """
-    return _cycle(request).opened.session
+    return await _cycle(request).opened.session.aload()
 
 
 async def new_session(request: web.Request) -> Session:
@@ -323,7 +330,7 @@ async def new_session(request: web.Request) -> Session:
     session; to keep data across the sign-in (a cart), call
     ``session.rotate()`` instead. Raises ``LookupError`` like :func:`get_session`.
     """
-    session = _cycle(request).opened.session
+    session = await _cycle(request).opened.session.aload()
     session.clear()
     if session.user is not None:
         session.user = None
@@ -350,7 +357,7 @@ def csrf_exempt(handler: H) -> H:
     """Exempt one handler (function or ``web.View`` class) from the CSRF and cross-site checks.
 
     For webhooks and callbacks authenticated another way (a signature). The
-    mark survives decorators that use ``functools.wraps``.
+    mark (the kit's :func:`~serversession.integrations.kit.csrf_exempt`, shared
+    with Flask and Quart) survives decorators that use ``functools.wraps``.
     """
-    setattr(handler, _EXEMPT_ATTR, True)
-    return handler
+    return kit.csrf_exempt(handler)

@@ -13,6 +13,18 @@ carry cookies reliably, so nothing is saved for them.
 A store failure answers ``503`` with ``{"error": ...}`` and a ``Retry-After``;
 nothing is written, no fresh session replaces the real one, and the next request
 tries the store again.
+
+``SessionMiddleware(app, ..., lazy=True)`` defers the store read to the
+session's first use, so a request that never touches its session (static
+files, a health check, a public listing) costs no store command and gets no
+session headers. The app then reads it without blocking the event loop:
+``session = await aget_session(request)`` (or ``await session.aload()``);
+a synchronous first use in a coroutine raises
+:class:`~serversession.core.session.SessionNotLoadedError` saying so (a plain
+``def`` endpoint, which Starlette runs in a worker thread, may use it directly).
+An unsafe request that needs a CSRF check, and one without a session cookie, is
+read before the app as without ``lazy``. Off by default, since code written for
+the eager read uses the session synchronously.
 """
 
 from __future__ import annotations
@@ -64,6 +76,16 @@ def get_session(scope: Scope | Any) -> Session:
     return session
 
 
+async def aget_session(scope: Scope | Any) -> Session:
+    """:func:`get_session`, read from the store first if it was deferred (``lazy=True``).
+
+    Raises ``LookupError`` when :class:`SessionMiddleware` did not run and
+    :class:`~serversession.exceptions.StoreError` when the store fails (the
+    middleware and :func:`exception_handlers` answer 503).
+    """
+    return await get_session(scope).aload()
+
+
 def exception_handlers() -> dict[type[Exception], Callable[[Any, Exception], Awaitable[Any]]]:
     """Starlette/FastAPI exception handlers for session errors raised inside views.
 
@@ -90,7 +112,9 @@ class SessionMiddleware:
     """Wrap ``app`` with server-side sessions.
 
     ``store`` is a store object or URL (default: ``sqlite:///serversession.sqlite3``);
-    ``config`` a :class:`SessionConfig`; or pass a ready ``manager``.
+    ``config`` a :class:`SessionConfig`; or pass a ready ``manager``. ``lazy``
+    (False) reads the session at its first use instead of before the app (see
+    the module docs: the app then awaits :func:`aget_session`).
     """
 
     def __init__(
@@ -100,8 +124,10 @@ class SessionMiddleware:
         config: SessionConfig | None = None,
         *,
         manager: AsyncSessionManager | None = None,
+        lazy: bool = False,
     ) -> None:
         self.app = app
+        self.lazy = lazy
         if manager is None:
             if store is None or isinstance(store, str):
                 store = open_store(store or "sqlite:///serversession.sqlite3")
@@ -129,7 +155,8 @@ class SessionMiddleware:
 
         websocket = kind == "websocket"  # a handshake is screened like an unsafe request
         opened = await abegin(manager, scope.get("method", "GET"), scope["path"], scope.get("scheme", "http"), headers,
-                              client[0] if client else None, form_token=form_token, websocket=websocket)  # fmt: skip
+                              client[0] if client else None, form_token=form_token, websocket=websocket,
+                              lazy=self.lazy)  # fmt: skip
         if isinstance(opened, Refusal):
             await _answer(send, opened, kind)
             return
@@ -148,7 +175,7 @@ class SessionMiddleware:
             if failed:
                 return  # the app's own response was replaced by a refusal
             if not started and message["type"] == "http.response.start":
-                added = await afinish(manager, opened, _names(message))
+                added = await afinish(manager, opened, _names(message), message.get("status"))
                 if isinstance(added, Refusal):
                     failed = True
                     await _answer(send, added, kind)

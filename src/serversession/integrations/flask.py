@@ -71,9 +71,15 @@ back as lists, and ``bytes``, ``datetime``, ``UUID`` raise
 (``Markup`` is stored as a plain string). Changes made while a streamed body is
 being sent are not saved.
 
+The session is read from the store at its first use (at most once): a request
+that never touches ``session`` (a static file, a health check, a view that
+ignores it) costs no store command and gets no session headers. An unsafe
+request that needs the CSRF check is read before the view, to check the token.
+
 A store outage answers ``503`` with a JSON error and ``Retry-After``, whether it
-hits when the session is opened, during the view (``session.modify``) or when it
-is saved. A view that lets ``ReauthenticationRequired`` escape answers ``401``
+hits at the session's first use (before the view for a CSRF check, or in the
+view or a hook), during the view (``session.modify``) or when it is saved. A
+view that lets ``ReauthenticationRequired`` escape answers ``401``
 ``{"error": ..., "reauth_required": true}`` (register your own handler for it to
 show a password prompt instead).
 """
@@ -83,29 +89,31 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Flask, current_app, request
+from flask import session as flask_session
 from flask.sessions import SessionInterface, SessionMixin
 from flask.wrappers import Request, Response
 
 from ..core import csrf
+from ..core.codec import SessionMeta
 from ..core.config import SessionConfig
 from ..core.guard import STORE_UNAVAILABLE, Refusal, refusal_for_error
-from ..core.session import Session
+from ..core.session import Session, read_failed
 from ..core.transport import client_ip
 from ..exceptions import (
     ConcurrentUpdateError,
     ConfigurationError,
     ReauthenticationRequired,
     SessionEndedError,
-    SessionError,
     SessionLimitError,
     StoreError,
 )
 from ..manager import SessionManager
 from ..stores.url import DEFAULT_STORE_URL, open_store
-from .kit import facts_from_headers, refuse, response_headers
+from .kit import CSRF_EXEMPT_ATTR, Opened, facts_from_headers, finish, is_csrf_exempt, lazy_session, refuse
+from .kit import csrf_exempt as _mark_exempt
 from .wsgi import ENVIRON_KEY
 
 __all__ = ["FlaskSession", "ServerSessionInterface", "config_from_flask", "csrf_exempt", "get_manager", "init_app"]
@@ -117,7 +125,8 @@ log = logging.getLogger("serversession")
 _ERROR_KEY = "serversession.store_error"
 #: A refusal decided before the session was loaded (guessing throttle), answered by the guard hook.
 _REFUSAL_KEY = "serversession.refusal"
-_EXEMPT_ATTR = "_serversession_csrf_exempt"
+#: Kept for code that read it: the marker is the kit's now, shared by Flask, Quart and aiohttp.
+_EXEMPT_ATTR = CSRF_EXEMPT_ATTR
 _FLASK_DEFAULT_LIFETIME = timedelta(days=31)
 
 
@@ -129,6 +138,9 @@ class FlaskSession(SessionMixin):
         self.raw = raw
         self.ip = ip
         self.accessed = False
+        #: Its store read failed and the 503 was answered: hooks running on that answer see an
+        #: empty session (see :func:`_drop_unread`) and nothing is saved.
+        self.unavailable = False
 
     def __getitem__(self, key: str) -> Any:
         return self.raw[key]
@@ -149,6 +161,8 @@ class FlaskSession(SessionMixin):
         return len(self.raw)
 
     def __repr__(self) -> str:
+        if not self.raw.loaded:
+            return "<FlaskSession (not read from the store yet)>"
         return f"<FlaskSession handle={self.raw.handle!r} keys={sorted(self.raw)!r}>"
 
     def clear(self) -> None:
@@ -164,7 +178,7 @@ class FlaskSession(SessionMixin):
         if not raw.is_new:
             raw.rotate()
         else:  # nor keep a pre-session CSRF secret the client could have been handed
-            raw.pre_csrf_secret = None
+            raw.discard_pre_session_csrf()
 
     @property
     def permanent(self) -> bool:
@@ -178,8 +192,7 @@ class FlaskSession(SessionMixin):
     @property
     def modified(self) -> bool:
         """Whether this request changed the session. Setting it is accepted and needless."""
-        raw = self.raw
-        return raw.has_changes or raw.rotate_requested or raw.destroy_requested
+        return self.raw.modified
 
     @modified.setter
     def modified(self, value: bool) -> None:
@@ -270,7 +283,7 @@ class ServerSessionInterface(SessionInterface):
         self.manager = manager
 
     def open_session(self, app: Flask, request: Request) -> SessionMixin:
-        """Load the request's session (at most one store read)."""
+        """The request's session, read from the store at its first use (at most one read)."""
         manager = self.manager
         headers = request.headers
         ip = client_ip(manager.config, request.remote_addr, headers.get("X-Forwarded-For"))
@@ -281,19 +294,18 @@ class ServerSessionInterface(SessionInterface):
             request.environ[_REFUSAL_KEY] = refusal
             return _UnavailableSession()
         try:
-            raw = manager.load(token, user_agent=headers.get("User-Agent", ""), ip=ip)
-        except StoreError as exc:
+            raw = lazy_session(manager, token, headers.get("User-Agent", ""), ip, now)
+        except StoreError as exc:  # read at once only without a token, which asks no store: defensive
             log.warning("session store failed on load: %s", exc)
             request.environ[_ERROR_KEY] = exc
             return _UnavailableSession(exc)
-        event = manager.guard.observe(token, raw, ip, now)
-        if event is not None:
-            manager.emit(event)
         request.environ[ENVIRON_KEY] = raw
         return FlaskSession(raw, ip)
 
     def is_null_session(self, obj: object) -> bool:
         """An unavailable session (store down) is never saved."""
+        if isinstance(obj, FlaskSession):
+            return obj.unavailable
         return isinstance(obj, _UnavailableSession) or super().is_null_session(obj)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -302,20 +314,12 @@ class ServerSessionInterface(SessionInterface):
             return
         if session.accessed:
             _vary_on_cookie(response)
-        try:
-            result = self.manager.save(session.raw, ip=session.ip)
-        except StoreError as exc:
-            log.warning("session store failed on save: %s", exc)
-            _become_error(response, STORE_UNAVAILABLE)
+        added = finish(self.manager, Opened(session.raw, session.ip, None), response.headers.keys(),
+                       response.status_code)  # fmt: skip
+        if isinstance(added, Refusal):  # store down (503), a refused sign-in or a lost race (409)
+            _become_error(response, added)
             return
-        except SessionError as exc:  # a sign-in the per-user cap refused (409), a lost race
-            refusal = refusal_for_error(exc)
-            if refusal is None:
-                raise
-            log.warning("session save refused: %s: %s", type(exc).__name__, exc)
-            _become_error(response, refusal)
-            return
-        for name, value in response_headers(result, response.headers.keys(), session.raw):
+        for name, value in added:
             if name != "Vary":  # added above, Flask's way
                 response.headers.add(name, value)
 
@@ -395,9 +399,12 @@ def init_app(
 
 
 def csrf_exempt(view: F) -> F:
-    """Mark a view function as exempt from the CSRF check (webhooks signed another way)."""
-    setattr(view, _EXEMPT_ATTR, True)
-    return view
+    """Mark a view function as exempt from the CSRF check (webhooks signed another way).
+
+    The kit's marker (:func:`serversession.integrations.kit.csrf_exempt`), shared
+    with Quart and aiohttp.
+    """
+    return _mark_exempt(view)
 
 
 def get_manager(app: Flask | None = None) -> SessionManager:
@@ -417,7 +424,7 @@ def _screen(app: Flask, manager: SessionManager, enforce_csrf: bool) -> Response
     if not isinstance(raw, Session):
         return None
     guard = manager.guard
-    exempt = bool(getattr(app.view_functions.get(request.endpoint or ""), _EXEMPT_ATTR, False))
+    exempt = is_csrf_exempt(app.view_functions.get(request.endpoint or ""))
     headers = {name.lower(): value for name, value in request.headers.items()}
     facts = facts_from_headers(request.method, request.script_root + request.path, request.scheme, headers,
                                exempt=exempt)  # fmt: skip
@@ -427,6 +434,12 @@ def _screen(app: Flask, manager: SessionManager, enforce_csrf: bool) -> Response
         presented = facts.csrf_header
         if presented is None and guard.form_may_carry_token(facts):
             presented = request.form.get(csrf.FORM_FIELD)
+        try:
+            raw.load()  # the check needs the session's secret: the read happens here, before the view
+        except StoreError as exc:
+            log.warning("session store failed on load: %s", exc)
+            _drop_unread()
+            return _error_response(STORE_UNAVAILABLE)
         refusal = guard.check_csrf(raw, presented, now)
     if refusal is None:
         return None
@@ -444,7 +457,23 @@ def _template_csrf_token() -> str:
 def _session_error(exc: Exception) -> Response:
     refusal = refusal_for_error(exc) or Refusal(500, "internal error", "internal")
     log.warning("session error in a view: %s: %s", type(exc).__name__, exc)
+    _drop_unread()
     return _error_response(refusal)
+
+
+def _drop_unread() -> None:
+    """After the session's store read failed: swap in an empty session for the rest of the request.
+
+    ``after_request`` hooks still run on the 503 and may read the session
+    (Flask-Login's does): they would meet the failed read again and turn the 503
+    into a 500. They see an empty, never-saved session instead, as when the
+    guard refused the request before it had one.
+    """
+    current = request.environ.get(ENVIRON_KEY)
+    found: Any = cast(Any, flask_session)._get_current_object()  # a werkzeug LocalProxy's target: our FlaskSession
+    if isinstance(current, Session) and read_failed(current) and isinstance(found, FlaskSession):
+        found.unavailable = True
+        found.raw = Session(current.config, session_id=None, key=None, data={}, meta=SessionMeta(0.0, 0.0))
 
 
 def _error_response(refusal: Refusal) -> Response:

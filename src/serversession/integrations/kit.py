@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import parse_qs
 
 from ..core import csrf
@@ -48,13 +49,17 @@ from ..core.guard import (
     refusal_for_error,
 )
 from ..core.lifecycle import SaveResult
-from ..core.session import Session
+from ..core.session import Session, SessionNotLoadedError, deferred, read_failed
 from ..core.transport import RESPONSE_HEADER, IncomingToken, client_ip
 from ..exceptions import SessionError, StoreError
 from ..manager import AsyncSessionManager, SessionManager
+from ._loading import AsyncLoad, SyncLoad
+
+V = TypeVar("V")
 
 __all__ = [
     "CONFLICT_MESSAGE",
+    "CSRF_EXEMPT_ATTR",
     "FACT_HEADERS",
     "FORM_TYPES",
     "HANDSHAKE",
@@ -66,17 +71,22 @@ __all__ = [
     "Opened",
     "Refusal",
     "RequestFacts",
+    "SessionNotLoadedError",
     "aadmit",
     "abegin",
     "admit",
     "afinish",
+    "alazy_session",
     "answer_for",
     "arefuse",
     "begin",
     "body_too_large",
     "clear_site_data",
+    "csrf_exempt",
     "facts_from_headers",
     "finish",
+    "is_csrf_exempt",
+    "lazy_session",
     "log_refusal",
     "pick_headers",
     "refusal_for_error",
@@ -95,6 +105,8 @@ FACT_HEADERS = ("host", "origin", "sec-fetch-site", "content-type", "content-len
 HANDSHAKE = "WEBSOCKET"
 #: Every request header the cycle reads (:func:`pick_headers` keeps these), lower-case.
 SESSION_HEADERS = frozenset(("cookie", "authorization", "user-agent", "x-forwarded-for", *FACT_HEADERS))
+#: The attribute :func:`csrf_exempt` sets on a view.
+CSRF_EXEMPT_ATTR = "_serversession_csrf_exempt"
 #: A refusal's log line is written at most once per (reason, method, path) in this many seconds.
 LOG_EVERY = 60.0
 
@@ -254,6 +266,47 @@ def pick_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return found
 
 
+def lazy_session(manager: SessionManager, token: IncomingToken, user_agent: str, ip: str, now: float) -> Session:
+    """The request's session, read from the store at its first use (at most once).
+
+    Without a token there is nothing to read and the fresh session is built at
+    once. The guard's guessing observation happens with the read. A store
+    failure raises :class:`~serversession.exceptions.StoreError` at that first
+    use, and again at any later one.
+    """
+    load = SyncLoad(manager, token, user_agent, ip, now)
+    if token.value is None:
+        return load.load()
+    return deferred(manager.config, load, via_header=token.via_header)
+
+
+async def alazy_session(manager: AsyncSessionManager, token: IncomingToken, user_agent: str, ip: str,
+                        now: float) -> Session:  # fmt: skip
+    """Async twin of :func:`lazy_session` (awaited in the request's event loop): the read
+    happens on ``await session.aload()``; a synchronous first use on the loop raises
+    :class:`~serversession.core.session.SessionNotLoadedError`."""
+    load = AsyncLoad(manager, token, user_agent, ip, now)
+    if token.value is None:
+        return await load.aload()
+    return deferred(manager.config, load, via_header=token.via_header)
+
+
+def csrf_exempt(view: V) -> V:
+    """Mark a view (a function or handler) exempt from the CSRF check: a webhook signed another way.
+
+    The marker Flask, Quart and aiohttp read (:func:`is_csrf_exempt`); Litestar
+    exempts by the handler's ``opt`` instead. Cross-site screening still applies
+    to WebSocket handshakes.
+    """
+    setattr(view, CSRF_EXEMPT_ATTR, True)
+    return view
+
+
+def is_csrf_exempt(view: object) -> bool:
+    """Whether :func:`csrf_exempt` marked ``view`` (None and unmarked views are not exempt)."""
+    return bool(getattr(view, CSRF_EXEMPT_ATTR, False))
+
+
 def _parse(manager: SessionManager | AsyncSessionManager, method: str, path: str, scheme: str,
            headers: Mapping[str, str], peer: str | None, exempt: bool, websocket: bool,
            ) -> tuple[IncomingToken, str, RequestFacts | None]:  # fmt: skip
@@ -268,7 +321,7 @@ def _parse(manager: SessionManager | AsyncSessionManager, method: str, path: str
 
 def begin(manager: SessionManager, method: str, path: str, scheme: str, headers: Mapping[str, str],
           peer: str | None, *, exempt: bool = False, form_token: FormToken | None = None,
-          multipart: bool = False, websocket: bool = False) -> Opened | Refusal:  # fmt: skip
+          multipart: bool = False, websocket: bool = False, lazy: bool = False) -> Opened | Refusal:  # fmt: skip
     """Admit a request before its view runs: :class:`Opened`, or the :class:`Refusal` to answer.
 
     ``headers`` maps lower-case names to values (:func:`pick_headers`); ``path``
@@ -280,24 +333,37 @@ def begin(manager: SessionManager, method: str, path: str, scheme: str, headers:
     screened like an unsafe request (cross-site WebSocket hijacking), no CSRF
     token asked (``method`` is then ignored). Only the integration can tell a
     handshake: an HTTP request is never one, whatever its method is called.
+
+    ``lazy=True`` defers the store read to the session's first use (see
+    :func:`lazy_session`): a request that never touches it costs no store
+    command, and a store failure then raises ``StoreError`` at that first use
+    (answer it with :func:`answer_for`). An unsafe request that needs a CSRF check
+    is read before the view all the same; so is one without a token (reading it
+    costs nothing). Off by default, since on an async manager the app must then
+    ``await session.aload()`` before its synchronous use.
     """
     token, ip, facts = _parse(manager, method, path, scheme, headers, peer, exempt, websocket)
     return admit(manager, token, ip, facts, headers.get("user-agent", ""), form_token=form_token,
-                 multipart=multipart, websocket=websocket)  # fmt: skip
+                 multipart=multipart, websocket=websocket, lazy=lazy)  # fmt: skip
 
 
 async def abegin(manager: AsyncSessionManager, method: str, path: str, scheme: str, headers: Mapping[str, str],
                  peer: str | None, *, exempt: bool = False, form_token: AsyncFormToken | None = None,
-                 multipart: bool = False, websocket: bool = False) -> Opened | Refusal:  # fmt: skip
-    """Async twin of :func:`begin` (the load does not block the event loop)."""
+                 multipart: bool = False, websocket: bool = False, lazy: bool = False) -> Opened | Refusal:  # fmt: skip
+    """Async twin of :func:`begin` (the load does not block the event loop).
+
+    With ``lazy=True`` a synchronous first use of the session on the event loop
+    raises :class:`~serversession.core.session.SessionNotLoadedError`: the app
+    calls ``await session.aload()`` first.
+    """
     token, ip, facts = _parse(manager, method, path, scheme, headers, peer, exempt, websocket)
     return await aadmit(manager, token, ip, facts, headers.get("user-agent", ""), form_token=form_token,
-                        multipart=multipart, websocket=websocket)  # fmt: skip
+                        multipart=multipart, websocket=websocket, lazy=lazy)  # fmt: skip
 
 
 def admit(manager: SessionManager, token: IncomingToken, ip: str, facts: RequestFacts | None, user_agent: str = "",
-          *, form_token: FormToken | None = None, multipart: bool = False,
-          websocket: bool = False) -> Opened | Refusal:  # fmt: skip
+          *, form_token: FormToken | None = None, multipart: bool = False, websocket: bool = False,
+          lazy: bool = False) -> Opened | Refusal:  # fmt: skip
     """:func:`begin` for an integration that reads the token, address and facts itself
     (the WSGI middleware builds its facts from ``environ``; a handshake's method is
     :data:`HANDSHAKE`)."""
@@ -309,16 +375,15 @@ def admit(manager: SessionManager, token: IncomingToken, ip: str, facts: Request
     if refusal is not None:
         refuse(refusal, facts, manager)
         return refusal
-    try:
-        session = manager.load(token, user_agent=user_agent, ip=ip)
-    except StoreError as exc:
-        log.warning("session store failed on load: %s", exc)
-        return STORE_UNAVAILABLE
-    if session.key is None and token.value is not None:  # a presented ID that did not load
-        event = guard.observe(token, session, ip, now)
-        if event is not None:
-            manager.emit(event)
-    if facts is not None and not websocket and guard.csrf_needed(facts):
+    checked = facts is not None and not websocket and guard.csrf_needed(facts)
+    session = lazy_session(manager, token, user_agent, ip, now)
+    if not lazy or checked:  # CSRF needs the session's secret before the view
+        try:
+            session.load()
+        except StoreError as exc:
+            log.warning("session store failed on load: %s", exc)
+            return STORE_UNAVAILABLE
+    if facts is not None and checked:
         presented = facts.csrf_header
         searched = False
         if presented is None and form_token is not None and guard.form_may_carry_token(facts, multipart=multipart):
@@ -337,7 +402,7 @@ def admit(manager: SessionManager, token: IncomingToken, ip: str, facts: Request
 
 async def aadmit(manager: AsyncSessionManager, token: IncomingToken, ip: str, facts: RequestFacts | None,
                  user_agent: str = "", *, form_token: AsyncFormToken | None = None,
-                 multipart: bool = False, websocket: bool = False) -> Opened | Refusal:  # fmt: skip
+                 multipart: bool = False, websocket: bool = False, lazy: bool = False) -> Opened | Refusal:  # fmt: skip
     """Async twin of :func:`admit`."""
     guard = manager.guard
     now = manager.clock()
@@ -347,16 +412,15 @@ async def aadmit(manager: AsyncSessionManager, token: IncomingToken, ip: str, fa
     if refusal is not None:
         await arefuse(refusal, facts, manager)
         return refusal
-    try:
-        session = await manager.aload(token, user_agent=user_agent, ip=ip)
-    except StoreError as exc:
-        log.warning("session store failed on load: %s", exc)
-        return STORE_UNAVAILABLE
-    if session.key is None and token.value is not None:  # a presented ID that did not load
-        event = guard.observe(token, session, ip, now)
-        if event is not None:
-            await manager.aemit(event)
-    if facts is not None and not websocket and guard.csrf_needed(facts):
+    checked = facts is not None and not websocket and guard.csrf_needed(facts)
+    session = await alazy_session(manager, token, user_agent, ip, now)
+    if not lazy or checked:
+        try:
+            await session.aload()
+        except StoreError as exc:
+            log.warning("session store failed on load: %s", exc)
+            return STORE_UNAVAILABLE
+    if facts is not None and checked:
         presented = facts.csrf_header
         searched = False
         if presented is None and form_token is not None and guard.form_may_carry_token(facts, multipart=multipart):
@@ -373,12 +437,19 @@ async def aadmit(manager: AsyncSessionManager, token: IncomingToken, ip: str, fa
     return Opened(session, ip, facts)
 
 
-def finish(manager: SessionManager, opened: Opened, existing: Iterable[str] = ()) -> list[tuple[str, str]] | Refusal:
+def finish(manager: SessionManager, opened: Opened, existing: Iterable[str] = (),
+           status: int | None = None) -> list[tuple[str, str]] | Refusal:  # fmt: skip
     """Save as the response starts: the headers to add, or the :class:`Refusal` that replaces
     the response (503 when the store fails, 409 for a refused sign-in or a lost race).
 
-    ``existing`` are the response's header names (an app's own ``Cache-Control`` is kept).
+    ``existing`` are the response's header names (an app's own ``Cache-Control`` is kept),
+    ``status`` its status code. A deferred session the request never used adds
+    nothing: it was not read, so there is nothing to save, renew or vary on. One
+    whose read failed at its first use, answered 500 (a framework between us and
+    the app turned the ``StoreError`` into its generic error), gets the 503 instead.
     """
+    if not opened.session.loaded:
+        return _unread(opened.session, status)
     try:
         result = manager.save(opened.session, ip=opened.ip)
     except SessionError as exc:
@@ -386,14 +457,22 @@ def finish(manager: SessionManager, opened: Opened, existing: Iterable[str] = ()
     return _added(result, existing, opened.session)
 
 
-async def afinish(manager: AsyncSessionManager, opened: Opened,
-                  existing: Iterable[str] = ()) -> list[tuple[str, str]] | Refusal:  # fmt: skip
+async def afinish(manager: AsyncSessionManager, opened: Opened, existing: Iterable[str] = (),
+                  status: int | None = None) -> list[tuple[str, str]] | Refusal:  # fmt: skip
     """Async twin of :func:`finish`."""
+    if not opened.session.loaded:
+        return _unread(opened.session, status)
     try:
         result = await manager.asave(opened.session, ip=opened.ip)
     except SessionError as exc:
         return _save_refused(exc)
     return _added(result, existing, opened.session)
+
+
+def _unread(session: Session, status: int | None) -> list[tuple[str, str]] | Refusal:
+    if read_failed(session) and status in (None, 500):
+        return STORE_UNAVAILABLE
+    return []
 
 
 def _save_refused(exc: SessionError) -> Refusal:

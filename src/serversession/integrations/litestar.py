@@ -32,6 +32,15 @@ refuses it at start-up.
 
 WebSocket handshakes are screened like unsafe requests (cross-site WebSocket
 hijacking rides on the cookie) and see the session read-only: nothing is saved.
+
+``ServerSessionPlugin(..., lazy=True)`` reads the session at its first awaited
+use instead of before the handler: the ``session`` dependency (and
+``SessionAuth``'s backend) await the read, so a handler that takes neither
+costs no store command and gets no session headers. ``request.session`` is then
+not read yet: a synchronous first use in a coroutine raises
+:class:`~serversession.core.session.SessionNotLoadedError` (``await
+request.session.aload()`` first). An unsafe request that needs a CSRF check is
+read before the handler, to check the token. Off by default.
 """
 
 from __future__ import annotations
@@ -125,9 +134,12 @@ class ServerSessionMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
 
-    def __init__(self, manager: AsyncSessionManager, *, exempt_opt_key: str = "csrf_exempt") -> None:
+    def __init__(self, manager: AsyncSessionManager, *, exempt_opt_key: str = "csrf_exempt",
+                 lazy: bool = False) -> None:  # fmt: skip
         self.manager = manager
         self.exempt_opt_key = exempt_opt_key
+        #: Read the session at its first awaited use (the ``session`` dependency) instead of before the handler.
+        self.lazy = lazy
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Admit the request, expose its session, save it as the response starts."""
@@ -150,6 +162,7 @@ class ServerSessionMiddleware(ASGIMiddleware):
         opened = await kit.abegin(
             manager, raw.get("method", "GET"), _full_path(raw), raw.get("scheme", "http"),
             headers, client[0] if client else None, exempt=exempt, form_token=form_token, websocket=websocket,
+            lazy=self.lazy,
         )  # fmt: skip
         if isinstance(opened, Refusal):
             await _answer(send, opened, websocket)
@@ -173,8 +186,10 @@ class ServerSessionMiddleware(ASGIMiddleware):
                     started = True
                     await send(message)
                     return
+                if raw.get("session") is not session:  # set_session() / clear_session(): act on the stored one
+                    await session.aload()
                 _adopt(raw, session)
-                added = await kit.afinish(manager, opened, _names(message))
+                added = await kit.afinish(manager, opened, _names(message), message.get("status"))
                 if isinstance(added, Refusal):
                     replaced = True
                     await _answer(send, added, websocket)
@@ -205,11 +220,12 @@ class ServerSessionPlugin(InitPlugin):
     ``exempt_opt_key`` (``"csrf_exempt"``) is the handler ``opt`` that exempts a
     route from CSRF; ``dependency_key`` (``"session"``) and
     ``manager_dependency_key`` (``"session_manager"``) are the names under which
-    the session and the manager are injected. Raises :class:`ConfigurationError`
+    the session and the manager are injected; ``lazy`` (False) defers the store
+    read to the session's first awaited use (see the module docs). Raises :class:`ConfigurationError`
     when a store and a manager are both given, or a dependency name is taken.
     """
 
-    __slots__ = ("_owns_store", "dependency_key", "exempt_opt_key", "manager", "manager_dependency_key")
+    __slots__ = ("_owns_store", "dependency_key", "exempt_opt_key", "lazy", "manager", "manager_dependency_key")
 
     def __init__(
         self,
@@ -220,6 +236,7 @@ class ServerSessionPlugin(InitPlugin):
         exempt_opt_key: str = "csrf_exempt",
         dependency_key: str = "session",
         manager_dependency_key: str = "session_manager",
+        lazy: bool = False,
     ) -> None:
         self._owns_store = False
         if manager is None:
@@ -234,6 +251,7 @@ class ServerSessionPlugin(InitPlugin):
         self.exempt_opt_key = exempt_opt_key
         self.dependency_key = dependency_key
         self.manager_dependency_key = manager_dependency_key
+        self.lazy = lazy
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Add the middleware (outermost), the exception handlers and the two dependencies."""
@@ -252,11 +270,12 @@ class ServerSessionPlugin(InitPlugin):
         def provide_manager() -> AsyncSessionManager:
             return manager
 
-        app_config.middleware.insert(0, ServerSessionMiddleware(manager, exempt_opt_key=self.exempt_opt_key))
+        middleware = ServerSessionMiddleware(manager, exempt_opt_key=self.exempt_opt_key, lazy=self.lazy)
+        app_config.middleware.insert(0, middleware)
         app_config.after_exception.append(_note_failure)
         for error in SESSION_ERRORS:
             app_config.exception_handlers.setdefault(error, session_error_handler)
-        app_config.dependencies[self.dependency_key] = Provide(_provide_session, sync_to_thread=False)
+        app_config.dependencies[self.dependency_key] = Provide(_provide_session)
         app_config.dependencies[self.manager_dependency_key] = Provide(provide_manager, sync_to_thread=False)
         app_config.signature_namespace.update(Session=Session, AsyncSessionManager=AsyncSessionManager)
         if self._owns_store:
@@ -298,9 +317,10 @@ async def _note_failure(exc: Exception, scope: Scope) -> None:
         raw[_FAILED_KEY] = True
 
 
-def _provide_session(scope: Scope) -> Session:
-    """The ``session`` dependency (``scope`` is Litestar's reserved kwarg: HTTP and WebSocket alike)."""
-    return get_session(scope)
+async def _provide_session(scope: Scope) -> Session:
+    """The ``session`` dependency (``scope`` is Litestar's reserved kwarg: HTTP and WebSocket alike),
+    read from the store if it was deferred: a handler that takes it gets it ready to use."""
+    return await get_session(scope).aload()
 
 
 def _full_path(scope: Any) -> str:

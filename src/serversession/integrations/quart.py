@@ -79,9 +79,10 @@ from ..exceptions import (
 from ..manager import AsyncSessionManager
 from ..stores.url import DEFAULT_STORE_URL, open_store
 from . import kit
-from .flask import _EXEMPT_ATTR, FlaskSession, config_from_flask, csrf_exempt
+from .flask import FlaskSession, config_from_flask, csrf_exempt
 
-__all__ = ["QuartSession", "ServerSessionInterface", "csrf_exempt", "get_manager", "get_session", "init_app"]
+__all__ = ["QuartSession", "ServerSessionInterface", "aget_session", "csrf_exempt", "get_manager", "get_session",
+           "init_app"]  # fmt: skip
 
 T = TypeVar("T")
 #: The session errors a view may let escape, answered by :func:`kit.answer_for`.
@@ -105,15 +106,28 @@ class QuartSession(FlaskSession):
         self.outcome: list[tuple[str, str]] | kit.Refusal | None = None
 
     def __repr__(self) -> str:
+        if not self.raw.loaded:
+            return "<QuartSession (not read from the store yet)>"
         return f"<QuartSession handle={self.raw.handle!r} keys={sorted(self.raw)!r}>"
+
+    async def aload(self) -> QuartSession:
+        """Read the session from the store if it was deferred (``lazy``); return this session.
+
+        ``await session.aload()`` once before the synchronous API of a lazily read
+        session; free when it was read already.
+        """
+        await self.raw.aload()
+        return self
 
     async def amodify(self, key: str, fn: Callable[[Any], T], default: Any = None) -> T:
         """Atomically replace ``session[key]`` by ``fn(value)`` in the store now (see :meth:`Session.modify`)."""
+        await self.raw.aload()
         return await self.raw.amodify(key, fn, default)
 
     async def acredential_changed(self, reason: str = "credential changed") -> int:
         """The user changed a password, factor or role: new ID for this session now, every other
         session of the user ended; returns how many (see :meth:`Session.credential_changed`)."""
+        await self.raw.aload()
         return await self.raw.acredential_changed(reason)
 
 
@@ -139,8 +153,10 @@ class ServerSessionInterface(SessionInterface):
     the error handlers and the ``csrf_token()`` template helper.
     """
 
-    def __init__(self, manager: AsyncSessionManager) -> None:
+    def __init__(self, manager: AsyncSessionManager, *, lazy: bool = False) -> None:
         self.manager = manager
+        #: Read the session at its first awaited use instead of when Quart opens it (see :func:`init_app`).
+        self.lazy = lazy
 
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> SessionMixin:
         """Run the request's side of the kit: the guard's checks and at most one store read.
@@ -166,6 +182,7 @@ class ServerSessionInterface(SessionInterface):
             form_token=form_token,
             multipart=True,
             websocket=websocket,
+            lazy=self.lazy,
         )
         if isinstance(opened, kit.Refusal):
             return _UnavailableSession(opened)
@@ -189,7 +206,7 @@ class ServerSessionInterface(SessionInterface):
             return
         if session.outcome is None:
             # Decided without the response's headers, so a later page decides Cache-Control for itself.
-            session.outcome = await kit.afinish(self.manager, session.opened)
+            session.outcome = await kit.afinish(self.manager, session.opened, (), response.status_code)
         added = session.outcome
         if isinstance(added, kit.Refusal):
             _become(response, added)
@@ -247,11 +264,11 @@ def _route_exempt(app: Quart, request: BaseRequestWebsocket) -> bool:
         rule, _ = adapter.match(return_rule=True)
     except HTTPException:
         return False
-    return bool(getattr(app.view_functions.get(rule.endpoint), _EXEMPT_ATTR, False))
+    return kit.is_csrf_exempt(app.view_functions.get(rule.endpoint))
 
 
 def init_app(
-    app: Quart, store: Any = None, config: SessionConfig | None = None, **options: Any
+    app: Quart, store: Any = None, config: SessionConfig | None = None, *, lazy: bool | None = None, **options: Any
 ) -> ServerSessionInterface:
     """Give ``app`` server-side sessions; ``quart.session`` keeps working.
 
@@ -261,8 +278,14 @@ def init_app(
     (read as Flask's, see :func:`serversession.integrations.flask.config_from_flask`) and
     ``options`` (any :class:`SessionConfig` field, e.g. ``cookie_secure=False``).
     ``app.config["SERVERSESSION_CSRF"] = False`` turns the CSRF check off (the
-    cross-site screen stays). Raises :class:`ConfigurationError` for a bad store
-    URL or setting, or when both ``config`` and ``options`` are given.
+    cross-site screen stays). ``lazy`` (default ``app.config["SERVERSESSION_LAZY"]``,
+    else False) reads the session at its first awaited use instead of when Quart
+    opens it: a request that never touches it costs no store command, and views
+    ``await session.aload()`` (or ``await aget_session()``) before using it, since
+    a synchronous first use in a coroutine raises
+    :class:`~serversession.core.session.SessionNotLoadedError`. Raises
+    :class:`ConfigurationError` for a bad store URL or setting, or when both
+    ``config`` and ``options`` are given.
     """
     if config is not None and options:
         raise ConfigurationError("pass either config= or SessionConfig options, not both")
@@ -273,7 +296,9 @@ def init_app(
     if not app.config.get("SERVERSESSION_CSRF", True) and config.csrf:
         config = dataclasses.replace(config, csrf=False)
     manager = AsyncSessionManager(store, config)
-    interface = ServerSessionInterface(manager)
+    if lazy is None:
+        lazy = bool(app.config.get("SERVERSESSION_LAZY", False))
+    interface = ServerSessionInterface(manager, lazy=lazy)
     app.session_interface = interface  # type: ignore[assignment]  # Quart annotates its default's class
     app.extensions["serversession"] = interface
 
@@ -308,6 +333,15 @@ def get_session() -> Session:
     if isinstance(current, QuartSession):
         return current.raw
     raise LookupError("no serversession session in this request: is init_app() called on the app?")
+
+
+async def aget_session() -> Session:
+    """:func:`get_session`, read from the store first if it was deferred (``lazy``).
+
+    Raises ``LookupError`` like :func:`get_session` and
+    :class:`~serversession.exceptions.StoreError` when the store fails (answered 503).
+    """
+    return await get_session().aload()
 
 
 def _current_session() -> SessionMixin | None:

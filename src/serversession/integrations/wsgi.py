@@ -2,13 +2,19 @@
 
 The same behaviour as :mod:`serversession.integrations.asgi`, on the blocking
 path. Per request it reads the token (cookie or ``Authorization: Session``),
-loads the session with at most one store read, checks the CSRF token on unsafe
-methods, exposes the session as ``environ["serversession.session"]`` (see
-:func:`get_session`) and saves it when the app calls ``start_response``, adding
-``Set-Cookie`` to that very call. Changes made while the body is being iterated
-(after the headers) are not saved.
+checks the CSRF token on unsafe methods, exposes the session as
+``environ["serversession.session"]`` (see :func:`get_session`) and saves it when
+the app calls ``start_response``, adding ``Set-Cookie`` to that very call.
+Changes made while the body is being iterated (after the headers) are not saved.
 
-A store failure answers ``503`` with ``{"error": ...}`` and a ``Retry-After``;
+The session is read from the store lazily, at its first use, with at most one
+store read: a request that never touches it (a static file, a health check)
+costs no store command, and its response gets no session headers. An unsafe
+request that needs a CSRF check is read before the app, to check the token.
+
+A store failure answers ``503`` with ``{"error": ...}`` and a ``Retry-After``
+(raised as ``StoreError`` at the first use, or before the app for a CSRF check;
+a framework inside that turns it into its own 500 is overruled by the 503);
 nothing is written and no fresh session replaces the real one. A CSRF failure
 answers ``403`` with a JSON error. The token comes from the ``X-CSRF-Token``
 header, else from the ``csrf_token`` field of a urlencoded form: the body is then
@@ -99,7 +105,8 @@ class SessionMiddleware:
             environ["CONTENT_LENGTH"] = str(len(body))
             return token_from_form(body)
 
-        opened = admit(manager, token, ip, facts, environ.get("HTTP_USER_AGENT", ""), form_token=form_token)
+        opened = admit(manager, token, ip, facts, environ.get("HTTP_USER_AGENT", ""), form_token=form_token,
+                       lazy=True)  # read at the session's first use: an app that ignores it costs no store command
         if isinstance(opened, Refusal):
             return _answer(start_response, opened)
         environ[ENVIRON_KEY] = opened.session
@@ -155,7 +162,7 @@ class _Saver:
         if self.failed:
             return _discard  # the app's own response was replaced by a refusal
         if self.added is None:  # a second call (with exc_info) reuses the first save
-            added = finish(self.manager, self.opened, [n for n, _ in headers])
+            added = finish(self.manager, self.opened, [n for n, _ in headers], _code(status))
             if isinstance(added, Refusal):
                 self.failed = True
                 self.error = added.body()
@@ -166,6 +173,13 @@ class _Saver:
             extra = _recached(self.added, headers)
         self.started = True
         return self.start(status, [*headers, *extra], exc_info)
+
+
+def _code(status: str) -> int | None:
+    try:
+        return int(status.split(None, 1)[0])
+    except (ValueError, IndexError):
+        return None
 
 
 def _recached(added: list[tuple[str, str]], headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

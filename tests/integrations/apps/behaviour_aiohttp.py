@@ -26,6 +26,11 @@ async def pause(request: web.Request) -> None:
     await asyncio.sleep(float(request.query.get("sleep", 0)))
 
 
+@routes.get("/untouched")
+async def untouched(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})  # never awaits get_session: costs no store command
+
+
 @routes.get("/get/{key}")
 async def get_value(request: web.Request) -> web.Response:
     session = await get_session(request)

@@ -1,4 +1,4 @@
-"""The behaviour-suite endpoints as a Starlette app behind the ASGI middleware."""
+"""The behaviour-suite endpoints as a Starlette app behind the ASGI middleware (``lazy`` with ``SS_LAZY=1``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from serversession import Session, SessionConfig
-from serversession.integrations.asgi import SessionMiddleware, exception_handlers, get_session
+from serversession.integrations.asgi import SessionMiddleware, aget_session, exception_handlers
 
 config = SessionConfig(
     cookie_secure=False,
@@ -24,35 +24,39 @@ config = SessionConfig(
 REAUTH = float(os.environ.get("SS_REAUTH") or 1)
 
 
+async def untouched(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})  # never looks at the session: with lazy=True it costs no store command
+
+
 async def get_value(request: Request) -> JSONResponse:
-    return JSONResponse({"value": get_session(request).get(request.path_params["key"])})
+    return JSONResponse({"value": (await aget_session(request)).get(request.path_params["key"])})
 
 
 async def csrf(request: Request) -> JSONResponse:
-    return JSONResponse({"csrf": get_session(request).csrf_token})
+    return JSONResponse({"csrf": (await aget_session(request)).csrf_token})
 
 
 async def set_value(request: Request) -> JSONResponse:
-    session = get_session(request)
+    session = await aget_session(request)
     session[request.path_params["key"]] = await request.json()
     await anyio.sleep(float(request.query_params.get("sleep", 0)))
     return JSONResponse({"csrf": session.csrf_token})
 
 
 async def incr(request: Request) -> JSONResponse:
-    session = get_session(request)
+    session = await aget_session(request)
     value = await session.amodify(request.path_params["key"], lambda n: n + 1, 0)
     return JSONResponse({"value": value, "csrf": session.csrf_token})
 
 
 async def rotate(request: Request) -> JSONResponse:
-    session = get_session(request)
+    session = await aget_session(request)
     session.rotate()
     return JSONResponse({"csrf": session.csrf_token})
 
 
 async def login(request: Request) -> JSONResponse:
-    session = get_session(request)
+    session = await aget_session(request)
     await anyio.sleep(float(request.query_params.get("sleep", 0)))  # a slow password check
     session.user = request.path_params["name"]
     session.rotate()
@@ -60,36 +64,36 @@ async def login(request: Request) -> JSONResponse:
 
 
 async def logout(request: Request) -> JSONResponse:
-    get_session(request).destroy()
+    (await aget_session(request)).destroy()
     return JSONResponse({})
 
 
 async def sessions(request: Request) -> JSONResponse:
-    session = get_session(request)
+    session = await aget_session(request)
     infos = await middleware.manager.alist_sessions(session.user, current=session) if session.user else []
     return JSONResponse({"sessions": [{"handle": i.handle, "current": i.current} for i in infos]})
 
 
 async def revoke_others(request: Request) -> JSONResponse:
-    session = get_session(request)
+    session = await aget_session(request)
     revoked = await middleware.manager.arevoke_user(session.user or "", keep=session)
     return JSONResponse({"revoked": revoked, "csrf": session.csrf_token})
 
 
 async def sensitive(request: Request) -> JSONResponse:
-    session = get_session(request)
+    session = await aget_session(request)
     session.require_recent_auth(REAUTH)  # ReauthenticationRequired: 401 with reauth_required
     return JSONResponse({"authenticated_at": iso(session), "csrf": session.csrf_token})
 
 
 async def reauth(request: Request) -> JSONResponse:
-    session = get_session(request)
+    session = await aget_session(request)
     session.reauthenticated()
     return JSONResponse({"authenticated_at": iso(session), "csrf": session.csrf_token})
 
 
 async def password(request: Request) -> JSONResponse:
-    session = get_session(request)
+    session = await aget_session(request)
     revoked = await session.acredential_changed("password changed")
     return JSONResponse({"revoked": revoked, "authenticated_at": iso(session), "csrf": session.csrf_token})
 
@@ -100,6 +104,7 @@ def iso(session: Session) -> str | None:
 
 
 routes = [
+    Route("/untouched", untouched),
     Route("/get/{key}", get_value),
     Route("/csrf", csrf),
     Route("/set/{key}", set_value, methods=["POST"]),
@@ -114,5 +119,6 @@ routes = [
     Route("/password", password, methods=["POST"]),
 ]
 inner = Starlette(routes=routes, exception_handlers=exception_handlers())
-middleware = SessionMiddleware(inner, store=os.environ["SS_STORE"], config=config)
+# SS_LAZY=1: read at first use (the handlers await aget_session, which works either way).
+middleware = SessionMiddleware(inner, store=os.environ["SS_STORE"], config=config, lazy=bool(os.environ.get("SS_LAZY")))
 app = middleware

@@ -65,6 +65,11 @@ def ok(request: HttpRequest, **payload: Any) -> JsonResponse:
 
 
 @require_GET
+def untouched(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"ok": True})  # never touches request.session: costs no store command
+
+
+@require_GET
 def get_value(request: HttpRequest, key: str) -> JsonResponse:
     return JsonResponse({"value": request.session.get(key)})
 
@@ -185,6 +190,7 @@ def password_django(request: HttpRequest) -> JsonResponse:
 
 
 urlpatterns = [
+    path("untouched", untouched),
     path("get/<str:key>", get_value),
     path("csrf", csrf),
     path("set/<str:key>", set_value),

@@ -30,6 +30,11 @@ def iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
+@app.get("/untouched")
+def untouched() -> dict[str, Any]:
+    return {"ok": True}  # never looks at the session: costs no store command
+
+
 @app.get("/get/<key>")
 def get_value(key: str) -> dict[str, Any]:
     return {"value": session.get(key)}

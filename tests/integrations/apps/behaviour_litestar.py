@@ -29,6 +29,11 @@ REAUTH = float(os.environ.get("SS_REAUTH") or 1)
 Answer = dict[str, Any]
 
 
+@get("/untouched")
+async def untouched() -> Answer:
+    return {"ok": True}  # takes no session dependency: with lazy=True it costs no store command
+
+
 @get("/get/{key:str}")
 async def get_value(key: FromPath[str], session: NamedDependency[Session]) -> Answer:
     return {"value": session.get(key)}
@@ -111,6 +116,8 @@ def iso(session: Session) -> str | None:
     return None if at is None else at.isoformat()
 
 
-handlers = [get_value, csrf, set_value, incr, rotate, login, logout, sessions, revoke_others, sensitive, reauth,
-            password]  # fmt: skip
-app = Litestar(route_handlers=handlers, plugins=[ServerSessionPlugin(os.environ["SS_STORE"], config)])
+handlers = [untouched, get_value, csrf, set_value, incr, rotate, login, logout, sessions, revoke_others, sensitive,
+            reauth, password]  # fmt: skip
+# SS_LAZY=1: read at first use (the session dependency awaits it)
+plugin = ServerSessionPlugin(os.environ["SS_STORE"], config, lazy=bool(os.environ.get("SS_LAZY")))
+app = Litestar(route_handlers=handlers, plugins=[plugin])

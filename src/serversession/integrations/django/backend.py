@@ -5,7 +5,9 @@ Django's own ``SessionMiddleware`` keeps managing the cookie, so the Django
 every ``SESSION_COOKIE_*`` setting, ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` and
 ``SESSION_SAVE_EVERY_REQUEST`` behave as Django documents them. The mapping:
 
-* ``load()``: one store read, on first access (Django loads lazily). A key the
+* ``load()``: one store read, on first access (Django loads lazily, and our
+  ``SessionMiddleware`` keeps it so: a request that never touches
+  ``request.session`` costs no store command). A key the
   store does not know gives an empty session whose key becomes None: saving it
   creates a new server-made ID (strict mode; never the client's).
 * ``save()``: a delta commit of the keys this request changed (concurrent
@@ -81,7 +83,7 @@ from ...core.config import SessionConfig
 from ...core.lifecycle import renewal_due
 from ...core.session import Session
 from ...core.transport import IncomingToken, client_ip, session_id_from_token, token_for_client
-from ...exceptions import SessionEndedError, SessionError
+from ...exceptions import SessionEndedError, SessionError, StoreError
 from ...manager import SessionManager
 from ...stores.url import DEFAULT_STORE_URL, open_store
 
@@ -220,6 +222,12 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         self._ip: str | None = None
         #: A save found the session rotated by a concurrent request (see :meth:`save`).
         self.moved_away = False
+        #: The first read found a live session under the client's key (our middleware's
+        #: ``Clear-Site-Data`` at logout needs it); None until the session is read.
+        self.presented_live: bool | None = None
+        #: The store failed on the session's first read: raised again at every later use
+        #: (one read per request), and our middleware answers 503 in place of a 500.
+        self.read_error: StoreError | None = None
         super().__init__(session_key)
 
     # -- keys and loading ------------------------------------------------------
@@ -231,12 +239,18 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         manager = self._manager
         user_agent, peer, forwarded_for, started = _client.get()
         self._ip = client_ip(manager.config, peer, forwarded_for)
-        ours = manager.load(IncomingToken(key, via_header=False), user_agent=user_agent, ip=self._ip)
-        if started is not None and started < ours.loaded_at:
+        token = IncomingToken(key, via_header=False)
+        ours = manager.load(token, user_agent=user_agent, ip=self._ip)
+        if started is not None:
             # Django loads lazily, often after login()'s password check: the request's start
             # is the time no credential it checked can predate (a credential change voids later binds).
-            ours.loaded_at = started
+            ours.backdate_load(started)
         if key is not None:
+            if self.presented_live is None:
+                self.presented_live = not ours.is_new
+                event = manager.guard.observe(token, ours, self._ip, manager.clock())  # a guessed ID?
+                if event is not None:
+                    manager.emit(event)
             if ours.is_new:
                 self._session_key = None  # strict mode: the client's key is never adopted
             elif renewal_due(manager.config, ours.meta, manager.clock()):
@@ -251,7 +265,13 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             return cached
         except AttributeError:
             pass
-        ours = self._open(None if no_load else self.session_key)
+        if self.read_error is not None:
+            raise self.read_error
+        try:
+            ours = self._open(None if no_load else self.session_key)
+        except StoreError as exc:
+            self.read_error = exc
+            raise
         self._session_cache = ours
         return ours
 

@@ -6,7 +6,11 @@ and WSGI middleware give, decided by the same guard
 (:mod:`serversession.core.guard`):
 
 * a store outage answers ``503`` with ``{"error": ...}`` and ``Retry-After: 1``
-  (at load, in a view, at save) instead of Django's 500; a lost session race 409;
+  (at the session's first use, in a view, at save) instead of Django's 500; a
+  lost session race 409;
+* the session is read at its first use, as Django's own engines do: a request
+  that never touches ``request.session`` (a static file, a health check) costs
+  no store command;
   ``request.session.require_recent_auth()`` failing in a view, 401 with
   ``"reauth_required": true``;
 * the session cookie sent twice is served as no session and cleared;
@@ -75,15 +79,9 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
         if refusal is not None:
             refuse(refusal, None, manager)
             return _answer(refusal)
-        try:
-            session.preload()
-        except StoreError as exc:
-            log.warning("session store failed: %s", exc)
-            return _answer(STORE_UNAVAILABLE)
-        event = manager.guard.observe(token, session.raw, ip, now)
-        if event is not None:
-            manager.emit(event)
-        setattr(request, _STATE, (ambiguous, not session.raw.is_new))
+        # Not read here: Django reads the session at its first use, so a request that never
+        # touches request.session costs no store command. The engine observes guessed IDs then.
+        setattr(request, _STATE, ambiguous)
         return None
 
     def process_view(
@@ -125,8 +123,15 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
             if getattr(request.session, "moved_away", False):
                 return response  # saved into the rotated session; the cookie is the rotating response's
             raise
-        ambiguous, had_session = getattr(request, _STATE, (False, False))
+        ambiguous = getattr(request, _STATE, False)
         session = getattr(request, "session", None)
+        if isinstance(session, SessionStore) and session.read_error is not None and result.status_code == 500:
+            # The first read failed somewhere Django turned the StoreError into its own 500 (another
+            # middleware, a template): the answer is the 503 as anywhere else.
+            return _answer(STORE_UNAVAILABLE)
+        if not isinstance(session, SessionStore):
+            return result
+        had_session = bool(session.presented_live)
         if ambiguous and settings.SESSION_COOKIE_NAME not in result.cookies:
             result.delete_cookie(
                 settings.SESSION_COOKIE_NAME,
@@ -134,7 +139,7 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
                 domain=settings.SESSION_COOKIE_DOMAIN,
                 samesite=settings.SESSION_COOKIE_SAMESITE,
             )
-        if had_session and isinstance(session, SessionStore) and session.session_key is None:
+        if had_session and session.session_key is None:
             # The session lived when the request came and is gone now: logout() (flush).
             config = session.raw.config
             if config.clear_site_data:
