@@ -1,6 +1,7 @@
 """Moving a Flask-Session app on Redis to serversession without signing anyone out.
 
-Ann signs in through Flask's test client on Flask-Session (Redis, msgpack); the
+Ann signs in through Flask's test client on Flask-Session (Redis, msgpack; its
+cookie plain or signed with ``SESSION_USE_SIGNER``); the
 import runs through the CLI entry point; the app switches to serversession
 (``accept_imported``, ``legacy_cookie_name="session"``, our cookie being
 ``__Host-session``) and the same Flask-Session cookie still signs her in. The
@@ -40,11 +41,15 @@ def views(app: Flask) -> Flask:
     return app
 
 
-def flask_session_app(port: int) -> Flask:
+def flask_session_app(port: int, signed: bool) -> Flask:
     app = Flask("incumbent")
-    app.config.update(SECRET_KEY="flask secret", SESSION_TYPE="redis",
+    app.config.update(SECRET_KEY="flask secret", SESSION_TYPE="redis", SESSION_USE_SIGNER=signed,
                       SESSION_REDIS=redis.Redis(host="127.0.0.1", port=port, db=8))  # fmt: skip
-    FlaskSession(app)
+    if signed:
+        with pytest.warns(DeprecationWarning, match="use_signer"):  # deprecated in 0.8, still in use
+            FlaskSession(app)
+    else:
+        FlaskSession(app)
     return views(app)
 
 
@@ -60,19 +65,23 @@ def cookie(client: FlaskClient, name: str) -> str | None:
     return found.value if found is not None else None
 
 
-def test_flask_session_on_redis(redis_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("signed", [False, True], ids=["plain", "use_signer"])
+def test_flask_session_on_redis(redis_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch, signed: bool) -> None:  # fmt: skip
     with redis_server.client() as r:
         for db in (8, 9):
             r.execute_command("SELECT", db)
             r.flushdb()
-    incumbent = flask_session_app(redis_server.port)
+    incumbent = flask_session_app(redis_server.port, signed)
     with incumbent.test_client() as before:
         assert before.post(f"{BASE}/signin").status_code == 200
         legacy = cookie(before, "session")
         assert legacy and before.get(f"{BASE}/whoami").json == {"user": "ann", "cart": {"tea": 2}}
+        assert ("." in legacy) is signed  # itsdangerous: sid.signature
     incumbent.config["SESSION_REDIS"].close()
 
-    source = f"flask-session+redis://127.0.0.1:{redis_server.port}/8"
+    source = f"flask-session+redis://127.0.0.1:{redis_server.port}/8" + ("?signed=1" if signed else "")
+    monkeypatch.setenv("SERVERSESSION_IMPORT_SECRET_KEY", "flask secret")
     target = f"redis://127.0.0.1:{redis_server.port}/9"
     assert cli(["import", "--from", source, "--to", target, "--checkpoint", str(tmp_path / "cp.json")]) == 0
     out = capsys.readouterr().out
