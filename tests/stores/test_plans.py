@@ -70,3 +70,27 @@ def test_a_call_that_succeeds_is_left_alone() -> None:
     with ERRORS.mapped("load"):
         result = 42
     assert result == 42
+
+
+def test_a_failed_step_closes_the_plan_so_its_finally_runs_now() -> None:
+    released: list[str] = []
+
+    def holding() -> Generator[int, int, int]:
+        try:
+            return (yield 1)
+        finally:
+            released.append("ticket")
+
+    def fail(step: int) -> int:
+        raise KeyError(step)
+
+    with pytest.raises(KeyError) as info:
+        drive(holding(), fail)
+    assert released == ["ticket"] and info.value is not None  # while the traceback is still held
+
+    async def afail(step: int) -> int:
+        raise KeyError(step)
+
+    with pytest.raises(KeyError):
+        asyncio.run(adrive(holding(), afail))
+    assert released == ["ticket", "ticket"]

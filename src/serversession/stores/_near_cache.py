@@ -32,11 +32,13 @@ its own.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from ..exceptions import ConfigurationError
 from ._near_entries import NearCacheStats, NearEntries, Record, Ticket
@@ -102,6 +104,54 @@ def near_cache_config(value: bool | str | Mapping[str, Any] | NearCacheConfig | 
         except TypeError as exc:
             raise ConfigurationError(f"bad near_cache options: {exc}") from None
     raise ConfigurationError(f"near_cache must be a bool, '1'/'0', a mapping or a NearCacheConfig, got {value!r}")
+
+
+#: Query options of a Redis store URL read here -> the NearCacheConfig field (None: the switch).
+URL_OPTIONS: dict[str, str | None] = {
+    "near_cache": None, "near_cache_max_entries": "max_entries", "near_cache_max_bytes": "max_bytes",
+}  # fmt: skip
+
+
+def split_url_options(url: str) -> tuple[str, dict[str, str]]:
+    """(``url`` without the near-cache query options, those options).
+
+    Taken out before the URL is checked as a Redis URL, so its checks (and
+    redis-py) never see them. Raises :class:`ConfigurationError` for one given
+    twice.
+    """
+    base, qmark, query = url.partition("?")
+    if not qmark:
+        return url, {}
+    kept, found = [], {}
+    for pair in query.split("&"):
+        name = unquote(pair.partition("=")[0])
+        if name not in URL_OPTIONS:
+            kept.append(pair)
+        elif name in found:
+            raise ConfigurationError(f"Redis store URL option {name} is given more than once")
+        else:
+            found[name] = unquote(pair.partition("=")[2])
+    return (f"{base}?{'&'.join(kept)}" if kept else base), found
+
+
+def store_config(argument: Any, url_options: Mapping[str, str]) -> NearCacheConfig | None:
+    """The near cache a store gets: its ``near_cache`` argument if given (not None), else
+    the URL's ``near_cache``; the URL's sizes apply on top.
+
+    Raises :class:`ConfigurationError` for a value :func:`near_cache_config`
+    refuses, a size that is not a whole number, or sizes with the cache off.
+    """
+    config = near_cache_config(url_options.get("near_cache") if argument is None else argument)
+    sizes: dict[str, int] = {}
+    for name, field_name in URL_OPTIONS.items():
+        if field_name is not None and name in url_options:
+            try:
+                sizes[field_name] = int(url_options[name])
+            except ValueError:
+                raise ConfigurationError(f"{name} must be a whole number, got {url_options[name]!r}") from None
+    if sizes and config is None:
+        raise ConfigurationError(f"{', '.join(n for n in url_options if n != 'near_cache')} need near_cache=1")
+    return dataclasses.replace(config, **sizes) if config is not None and sizes else config
 
 
 class NearCache:
@@ -183,4 +233,4 @@ class NearCache:
         self.entries.deactivate()
 
 
-__all__ = ["NearCache", "NearCacheConfig", "NearCacheStats", "near_cache_config"]
+__all__ = ["NearCache", "NearCacheConfig", "NearCacheStats", "near_cache_config", "split_url_options", "store_config"]

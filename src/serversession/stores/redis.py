@@ -48,6 +48,12 @@ carry out, so the two faces share all logic; the driver's errors become
 bounded by the socket timeouts and never retried: a retried commit could apply a
 compare-and-set twice. The next call after an outage simply reconnects.
 
+With ``near_cache`` on, :meth:`RedisStore._load` asks the near cache
+(:mod:`._near_cache`) first and fills it under a ticket taken before the
+HGETALL is sent; the runners evict the session keys of every script step
+(every write: create, commit, rotate, delete, the cap's endings, undo and
+restore) once it is answered or has failed.
+
 Replication is asynchronous: a logout acknowledged by a master that dies before
 a replica read it comes back after the failover. With ``wait_replicas=N``
 (standalone servers; also ``?wait_replicas=N&wait_timeout=S`` in the URL) a
@@ -59,6 +65,7 @@ connection, so it is acknowledged only once N replicas have it, or after
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, TypeVar
@@ -86,6 +93,7 @@ from ..core.records import (
 )
 from ..exceptions import ConfigurationError
 from . import _redis_scripts as scripts
+from ._near_cache import NearCache, NearCacheConfig, split_url_options, store_config
 from ._plans import DriverErrors, adrive, drive
 from ._redis_batch import LoadBatcher
 from ._redis_sentinel import SentinelTarget, is_sentinel_url, parse_sentinel_url
@@ -135,6 +143,14 @@ class RedisStore:
     ``connect_timeout`` (2.0 s each, above 0) bound every call; past them, and
     whenever the server cannot answer, operations raise :class:`StoreUnavailableError`.
     ``wait_replicas`` and ``wait_timeout``: see the module docs (standalone only).
+    ``near_cache`` (off): True, a mapping of
+    :class:`~._near_cache.NearCacheConfig` fields or a config keeps the records
+    this process read in memory, so a repeated load costs no round trip; each
+    is evicted when Redis reports a change by any process (``CLIENT TRACKING``
+    BCAST), and the cache is bypassed whenever that report could be missed. In
+    the URL: ``?near_cache=1`` with ``near_cache_max_entries`` and
+    ``near_cache_max_bytes`` (the argument, if given, wins over the URL's
+    switch). Standalone and Cluster; not with Sentinel. See ``docs/concurrency.md``.
     Other driver failures raise :class:`StoreError`. ``client_options`` go to
     the redis-py clients. Raises :class:`ConfigurationError` for a bad URL: an
     unknown scheme or query option, or a value redis-py could not use (the
@@ -150,8 +166,11 @@ class RedisStore:
     def __init__(
         self, url: str, *, prefix: str = "ss:", socket_timeout: float = 2.0,
         connect_timeout: float = 2.0, wait_replicas: int | None = None,
-        wait_timeout: float | None = None, **client_options: Any,
+        wait_timeout: float | None = None,
+        near_cache: bool | str | Mapping[str, Any] | NearCacheConfig | None = None, **client_options: Any,
     ) -> None:  # fmt: skip
+        url, near_options = split_url_options(url)
+        self._near_config = store_config(near_cache, near_options)
         self._sentinel: SentinelTarget | None = None
         if is_sentinel_url(url):
             self._sentinel, own = parse_sentinel_url(url)
@@ -172,7 +191,12 @@ class RedisStore:
             raise ConfigurationError("wait_replicas must be >= 0 and wait_timeout in (0, 60] seconds")
         if self.wait_replicas and self.cluster:
             raise ConfigurationError("wait_replicas is not supported on a Redis Cluster yet (see the RedisStore docs)")
+        if self._near_config is not None and self._sentinel is not None:
+            raise ConfigurationError("near_cache is not supported with Sentinel yet (standalone and Cluster URLs only)")
         self.prefix = prefix
+        self._near: NearCache | None = None
+        self._near_lock = threading.Lock()
+        self._near_options = client_options
         # Only for pruning indexes and immediate expiries: TTLs run on the server's clock.
         self._clock = time.time
         self._options: dict[str, Any] = {
@@ -231,6 +255,30 @@ class RedisStore:
                     await client.initialize()
                     self._ainitialized = True
         return client
+
+    @property
+    def near_cache(self) -> NearCache | None:
+        """The near cache (None unless ``near_cache`` is on): its :meth:`~NearCache.stats`,
+        and what :class:`~._near_metrics.NearCacheCollector` reads. Made on first use,
+        again after :meth:`close`; its listener starts at the first lookup."""
+        if self._near_config is None:
+            return None
+        near = self._near
+        if near is None:
+            with self._near_lock:
+                if self._near is None:
+                    options = {k: v for k, v in self._near_options.items() if k != "retry"}
+                    self._near = NearCache(self._url, self._skey(""), cluster=self.cluster,
+                                           config=self._near_config, **options)  # fmt: skip
+                near = self._near
+        return near
+
+    def _evict_written(self, step: RedisStep[Any]) -> None:
+        """After a write step is answered or failed: drop this process's copies of its sessions."""
+        near = self._near
+        if near is not None and isinstance(step, Script | ScriptAndWait):
+            cut = self._skey("")
+            near.evict(*(k for k in step.keys if k.startswith(cut)))
 
     # -- shared logic: keys, argument packing, replies ------------------------------
     def _skey(self, key: str) -> str:
@@ -297,7 +345,20 @@ class RedisStore:
 
     # -- plans: every operation once, for both faces ---------------------------------
     def _load(self, key: str) -> _Plan[StoredSession | None]:
-        fields = yield from HGetAll(self._skey(key)).ask()
+        skey = self._skey(key)
+        near = self.near_cache
+        if near is None:
+            fields = yield from HGetAll(skey).ask()
+            return self._session(key, fields)
+        cached = near.get(skey)
+        if cached is not None:  # no round trip
+            return self._session(key, cached)
+        ticket = near.begin(skey)  # before the read is sent: an invalidation overtaking it spoils the fill
+        try:
+            fields = yield from HGetAll(skey).ask()
+            near.fill(ticket, fields)
+        finally:
+            near.release(ticket)
         return self._session(key, fields)
 
     def _spec(self, commit: Commit, now: float, expires_at: float | None, key: str, keep: str = "") -> list[Any]:
@@ -405,12 +466,30 @@ class RedisStore:
     def _run(self, operation: str, plan: _Plan[T]) -> T:
         with _ERRORS.mapped(operation):
             client = self._sync_client()
-            return drive(plan, lambda step: step.call(client))
+            if self._near_config is None:
+                return drive(plan, lambda step: step.call(client))
+
+            def carry_out(step: RedisStep[Any]) -> Any:
+                try:
+                    return step.call(client)
+                finally:  # answered or failed (a timed-out write may have been applied)
+                    self._evict_written(step)
+
+            return drive(plan, carry_out)
 
     async def _arun(self, operation: str, plan: _Plan[T]) -> T:
         with _ERRORS.mapped(operation):
             target = AsyncTarget(await self._ready_async_client(), self._abatcher)
-            return await adrive(plan, lambda step: step.acall(target))
+            if self._near_config is None:
+                return await adrive(plan, lambda step: step.acall(target))
+
+            async def carry_out(step: RedisStep[Any]) -> Any:
+                try:
+                    return await step.acall(target)
+                finally:
+                    self._evict_written(step)
+
+            return await adrive(plan, carry_out)
 
     # -- sync face --------------------------------------------------------------------
     def load(self, key: str) -> StoredSession | None:
@@ -479,6 +558,9 @@ class RedisStore:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+        near, self._near = self._near, None  # a later call makes a new one
+        if near is not None:
+            near.close()
         finder, self._finder = self._finder, None
         if finder is not None:
             finder.close()
