@@ -2,6 +2,7 @@
 
 ``python -m benchmarks.boundary [--baseline REV] [--against REV] [--rounds 5] [--requests 20000]``
 ``python -m benchmarks.boundary --instructions [--baseline REV] [--against REV]`` (valgrind)
+``python -m benchmarks.boundary --untouched [--rounds 5] [--requests 20000]``
 
 Drives the ASGI and WSGI middleware in-process (no sockets, so the middleware
 is most of what is measured) over the memory store: a GET carrying a valid
@@ -14,6 +15,14 @@ the guard's checks (throttle, observe, screen, the facts it reads) cost
 nothing measurable. ``--instructions`` counts instructions per request with
 callgrind instead of timing: repeatable to a fraction of a percent on a shared,
 noisy machine.
+
+``--untouched`` measures this tree alone against the framework floor: a GET
+carrying a valid session cookie to a route that never touches its session (a
+static file, a health check), served by a Starlette app and a Flask app, each
+bare and with sessions (the ASGI middleware with ``lazy=True``, Flask's
+``init_app``), rounds interleaved in one process. It prints microseconds per
+request, the ratio to the bare app (goal: at most 1.10) and the store reads the
+sessions made (goal: 0, counted by the store).
 """
 
 from __future__ import annotations
@@ -103,6 +112,115 @@ print(json.dumps({"wsgi": wsgi_round(), "asgi": asyncio.run(asgi_round())}))
 '''
 
 
+_UNTOUCHED = r'''
+import asyncio, json, statistics, sys, time
+import flask
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from serversession import MemoryStore, SessionConfig
+from serversession.integrations import flask as ss_flask
+from serversession.integrations.asgi import SessionMiddleware
+
+N, ROUNDS = int(sys.argv[1]), int(sys.argv[2])
+config = SessionConfig(cookie_secure=False, csrf=False)
+
+class Counting(MemoryStore):
+    reads = 0
+    def load(self, key):
+        Counting.reads += 1
+        return super().load(key)
+    async def aload(self, key):
+        Counting.reads += 1
+        return await super().aload(key)
+
+store = Counting()
+async def health(request):
+    return PlainTextResponse("ok")
+async def sign_in(request):
+    request.scope["session"]["cart"] = {"sku": 1}
+    return PlainTextResponse("in")
+bare_asgi = Starlette(routes=[Route("/health", health), Route("/in", sign_in)])
+ours_asgi = SessionMiddleware(Starlette(routes=[Route("/health", health), Route("/in", sign_in)]), store=store,
+                              config=config, lazy=True)
+eager_asgi = SessionMiddleware(Starlette(routes=[Route("/health", health)]), store=store, config=config)
+
+def flask_app(sessions):
+    app = flask.Flask("bench")
+    if sessions:
+        ss_flask.init_app(app, store=store, config=config)
+    app.add_url_rule("/health", "health", lambda: "ok")
+    return app
+bare_wsgi, ours_wsgi = flask_app(False), flask_app(True)
+
+# One stored session; its cookie goes with every measured request.
+sent = []
+async def grab(message):
+    sent.append(message)
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+base = {"type": "http", "method": "GET", "scheme": "http", "client": ("127.0.0.1", 5000), "root_path": "",
+        "query_string": b"", "http_version": "1.1", "server": ("127.0.0.1", 8000)}
+asyncio.run(ours_asgi({**base, "path": "/in", "raw_path": b"/in", "headers": [(b"host", b"127.0.0.1:8000")]},
+                      receive, grab))
+cookie = next(v for n, v in sent[0]["headers"] if n == b"set-cookie").split(b";")[0]
+scope = {**base, "path": "/health", "raw_path": b"/health",
+         "headers": [(b"host", b"127.0.0.1:8000"), (b"cookie", cookie), (b"user-agent", b"bench")]}
+environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/health", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+           "wsgi.url_scheme": "http", "HTTP_HOST": "127.0.0.1:8000", "HTTP_COOKIE": cookie.decode(),
+           "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": "bench", "SERVER_PROTOCOL": "HTTP/1.1"}
+async def drop(message):
+    return None
+def start(status, headers, exc=None):
+    return None
+
+def asgi_round(app):
+    async def run():
+        t = time.process_time()
+        for _ in range(N):
+            await app(dict(scope), receive, drop)
+        return (time.process_time() - t) / N * 1e6
+    return asyncio.run(run())
+
+def wsgi_round(app):
+    t = time.process_time()
+    for _ in range(N):
+        b"".join(app(dict(environ), start))
+    return (time.process_time() - t) / N * 1e6
+
+faces = {"starlette": (asgi_round, bare_asgi, ours_asgi), "flask": (wsgi_round, bare_wsgi, ours_wsgi)}
+for run, bare, ours in faces.values():
+    run(bare), run(ours)  # warm up
+Counting.reads = 0
+times = {face: {"floor": [], "ours": []} for face in faces}
+for _ in range(ROUNDS):
+    for face, (run, bare, ours) in faces.items():
+        times[face]["floor"].append(run(bare))
+        times[face]["ours"].append(run(ours))
+reads = Counting.reads
+eager = statistics.median(asgi_round(eager_asgi) for _ in range(ROUNDS))  # the read before the app, for scale
+print(json.dumps({face: {k: statistics.median(v) for k, v in t.items()} for face, t in times.items()}
+                 | {"reads": reads, "requests": 2 * N * ROUNDS, "eager": eager}))
+'''
+
+
+def untouched(args: argparse.Namespace) -> int:
+    """``--untouched``: a request that ignores its session, against the bare framework (this tree only)."""
+    argv = [sys.executable, "-c", _UNTOUCHED, str(args.requests), str(args.rounds)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"a cookie-bearing GET to a route that ignores its session, in-process, memory store, "
+          f"{args.requests} requests x {args.rounds} rounds (median)")
+    print(f"{'framework':10} {'bare':>10} {'sessions':>11} {'ratio':>7}")
+    for face in ("starlette", "flask"):
+        floor, ours = result[face]["floor"], result[face]["ours"]
+        print(f"{face:10} {floor:7.1f} us {ours:8.1f} us {ours / floor:7.2f}")
+    print(f"store reads: {result['reads']} in {result['requests']} requests with sessions")
+    print(f"for scale: the same Starlette request read eagerly (lazy=False): {result['eager']:.1f} us")
+    return 0
+
+
 def export(revision: str, into: Path) -> Path:
     """Export ``revision``'s ``src/`` into ``into`` and return the folder to put on ``PYTHONPATH``."""
     archive = into / "tree.tar"
@@ -147,9 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--instructions", action="store_true", help="count instructions with valgrind instead")
+    parser.add_argument("--untouched", action="store_true",
+                        help="a request that ignores its session against the bare framework (this tree)")
     args = parser.parse_args(argv)
     if args.instructions:
         return count_instructions(args)
+    if args.untouched:
+        return untouched(args)
     with tempfile.TemporaryDirectory(prefix="ss-bench-") as tmp:
         (Path(tmp) / "a").mkdir()
         (Path(tmp) / "b").mkdir()

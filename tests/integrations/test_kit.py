@@ -171,3 +171,96 @@ def test_the_async_cycle_matches_the_blocking_one() -> None:
 @pytest.mark.parametrize("name", sorted(kit.__all__))
 def test_every_exported_name_exists(name: str) -> None:
     assert hasattr(kit, name)
+
+
+# -- lazy: the store is read at the session's first use, once --------------------------------
+
+
+def test_a_lazy_session_is_read_at_its_first_use_and_only_once() -> None:
+    store = FlakyStore()
+    m = manager(store)
+    cookie, _ = signed_in(m)
+    headers = {**HOST, "cookie": f"session={cookie}"}
+    loads = store.loads
+    untouched = opened(kit.begin(m, "GET", "/health", "http", headers, "10.0.0.1", lazy=True))
+    assert not untouched.session.loaded and kit.finish(m, untouched, (), 200) == [] and store.loads == loads
+    used = opened(kit.begin(m, "GET", "/", "http", headers, "10.0.0.1", lazy=True))
+    assert store.loads == loads and used.session["user"] == "ana" and store.loads == loads + 1
+    assert used.session.get("user") == "ana" and used.session.user is None and store.loads == loads + 1
+    assert ("Vary", "Cookie") in kit.finish(m, used, (), 200)
+
+
+def test_a_lazy_unsafe_request_is_read_before_the_view_to_check_csrf() -> None:
+    store = FlakyStore()
+    m = manager(store)
+    cookie, token = signed_in(m)
+    headers = {**HOST, "cookie": f"session={cookie}", "origin": "http://shop.test", "content-length": "2"}
+    loads = store.loads
+    refused = kit.begin(m, "POST", "/set", "http", headers, "10.0.0.1", lazy=True)
+    assert isinstance(refused, kit.Refusal) and refused.status == 403 and store.loads == loads + 1
+    accepted = opened(kit.begin(m, "POST", "/set", "http", {**headers, "x-csrf-token": token}, "10.0.0.1", lazy=True))
+    assert accepted.session.loaded and store.loads == loads + 2
+
+
+class TryCounting(FlakyStore):
+    """Counts every read asked for, failed ones too."""
+
+    tries = 0
+
+    def load(self, key: str) -> Any:
+        self.tries += 1
+        return super().load(key)
+
+
+def test_a_failed_lazy_read_raises_at_each_use_without_reading_again() -> None:
+    store = TryCounting()
+    m = manager(store)
+    cookie, _ = signed_in(m)
+    store.fail.add("load")
+    tries = store.tries
+    for status, answer in ((500, kit.STORE_UNAVAILABLE), (503, []), (200, [])):
+        request = opened(kit.begin(m, "GET", "/", "http", {**HOST, "cookie": f"session={cookie}"}, "10.0.0.1",
+                                   lazy=True))  # fmt: skip
+        for _ in range(2):
+            with pytest.raises(StoreUnavailableError):
+                request.session.get("user")
+        # A framework's own 500 made of the failure is the 503; an answer the app chose stands.
+        assert kit.finish(m, request, (), status) == answer
+    assert store.tries == tries + 3  # once per request, however often the session was used
+    assert kit.answer_for(StoreUnavailableError("down")) == kit.STORE_UNAVAILABLE
+
+
+def test_an_async_lazy_session_says_to_await_it_and_reads_once_for_all_tasks() -> None:
+    store = FlakyStore()
+    sync, am = manager(store), AsyncSessionManager(store, CONFIG)
+    cookie, _ = signed_in(sync)
+    headers = {**HOST, "cookie": f"session={cookie}"}
+
+    async def cycle() -> None:
+        loads = store.loads
+        request = opened(await kit.abegin(am, "GET", "/", "http", headers, "10.0.0.1", lazy=True))
+        with pytest.raises(kit.SessionNotLoadedError, match=r"await session\.aload\(\)"):
+            request.session.get("user")
+        sessions = await asyncio.gather(*(request.session.aload() for _ in range(3)))
+        assert all(s is request.session for s in sessions) and request.session["user"] == "ana"
+        assert store.loads == loads + 1
+        worker = opened(await kit.abegin(am, "GET", "/", "http", headers, "10.0.0.1", lazy=True))
+        assert await asyncio.to_thread(worker.session.get, "user") == "ana"  # a worker thread may block
+        assert store.loads == loads + 2 and worker.session.loaded
+        assert await kit.afinish(am, worker, (), 200) == [("Vary", "Cookie")]
+
+    asyncio.run(cycle())
+
+
+def test_one_csrf_exempt_marker_for_every_integration() -> None:
+    from serversession.integrations import aiohttp as ss_aiohttp
+    from serversession.integrations import flask as ss_flask
+    from serversession.integrations import quart as ss_quart
+
+    def view() -> None: ...
+
+    for mark in (kit.csrf_exempt, ss_flask.csrf_exempt, ss_quart.csrf_exempt, ss_aiohttp.csrf_exempt):
+        def fresh() -> None: ...
+
+        assert not kit.is_csrf_exempt(fresh) and kit.is_csrf_exempt(mark(fresh))
+    assert not kit.is_csrf_exempt(view) and not kit.is_csrf_exempt(None)

@@ -175,7 +175,8 @@ class SessionMiddleware:
             if failed:
                 return  # the app's own response was replaced by a refusal
             if not started and message["type"] == "http.response.start":
-                added = await afinish(manager, opened, _names(message), message.get("status"))
+                names = _names(message) if session.loaded else ()  # an unread session adds nothing to name
+                added = await afinish(manager, opened, names, message.get("status"))
                 if isinstance(added, Refusal):
                     failed = True
                     await _answer(send, added, kind)

@@ -112,7 +112,16 @@ from ..exceptions import (
 )
 from ..manager import SessionManager
 from ..stores.url import DEFAULT_STORE_URL, open_store
-from .kit import CSRF_EXEMPT_ATTR, Opened, facts_from_headers, finish, is_csrf_exempt, lazy_session, refuse
+from .kit import (
+    CSRF_EXEMPT_ATTR,
+    Opened,
+    facts_from_headers,
+    finish,
+    is_csrf_exempt,
+    lazy_session,
+    pick_headers,
+    refuse,
+)
 from .kit import csrf_exempt as _mark_exempt
 from .wsgi import ENVIRON_KEY
 
@@ -285,16 +294,16 @@ class ServerSessionInterface(SessionInterface):
     def open_session(self, app: Flask, request: Request) -> SessionMixin:
         """The request's session, read from the store at its first use (at most one read)."""
         manager = self.manager
-        headers = request.headers
-        ip = client_ip(manager.config, request.remote_addr, headers.get("X-Forwarded-For"))
-        token = manager.read_token(headers.get("Cookie"), headers.get("Authorization"))
+        environ = request.environ  # read directly: werkzeug's header view costs more than the rest of this
+        ip = client_ip(manager.config, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
+        token = manager.read_token(environ.get("HTTP_COOKIE"), environ.get("HTTP_AUTHORIZATION"))
         now = manager.clock()
         refusal = manager.guard.throttle(token, ip, now)
         if refusal is not None:  # answered by the guard hook, before any view
             request.environ[_REFUSAL_KEY] = refusal
             return _UnavailableSession()
         try:
-            raw = lazy_session(manager, token, headers.get("User-Agent", ""), ip, now)
+            raw = lazy_session(manager, token, environ.get("HTTP_USER_AGENT", ""), ip, now)
         except StoreError as exc:  # read at once only without a token, which asks no store: defensive
             log.warning("session store failed on load: %s", exc)
             request.environ[_ERROR_KEY] = exc
@@ -420,12 +429,14 @@ def get_manager(app: Flask | None = None) -> SessionManager:
 
 def _screen(app: Flask, manager: SessionManager, enforce_csrf: bool) -> Response | None:
     """The guard's cross-site, JSON-only and CSRF checks, after routing (so ``@csrf_exempt`` counts)."""
+    if request.method in csrf.SAFE_METHODS:
+        return None  # safe methods pass the screen and need no token: nothing to gather
     raw = request.environ.get(ENVIRON_KEY)
     if not isinstance(raw, Session):
         return None
     guard = manager.guard
     exempt = is_csrf_exempt(app.view_functions.get(request.endpoint or ""))
-    headers = {name.lower(): value for name, value in request.headers.items()}
+    headers = pick_headers(request.headers.items())
     facts = facts_from_headers(request.method, request.script_root + request.path, request.scheme, headers,
                                exempt=exempt)  # fmt: skip
     now = manager.clock()
