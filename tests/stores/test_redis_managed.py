@@ -172,6 +172,30 @@ async def test_tls_async_face(mtls_server: TLSRedisServer, certs: Certificates) 
         store.close()
 
 
+def test_tls_with_the_near_cache(mtls_server: TLSRedisServer, certs: Certificates) -> None:
+    """The near cache's invalidation connection takes the store's TLS settings, from the URL
+    (the CA) and from keywords (the client certificate): tracking comes on, a repeat is a hit."""
+    store = RedisStore(f"{mtls_server.url}?ssl_ca_certs={certs.ca}&near_cache=1",
+                       ssl_certfile=str(certs.client_cert), ssl_keyfile=str(certs.client_key))  # fmt: skip
+    try:
+        key = new_key()
+        assert store.create(key, fresh(user="al")).outcome is Outcome.OK
+        cache = store.near_cache
+        assert cache is not None
+        deadline = time.monotonic() + 10
+        while True:  # until a load is answered from memory (tracking on over TLS)
+            hits = cache.stats().hits
+            assert store.load(key) is not None
+            if cache.stats().hits > hits:
+                break
+            assert time.monotonic() < deadline, "the near cache never served a hit over TLS"
+            time.sleep(0.01)
+        assert store.delete(key)
+        assert store.load(key) is None
+    finally:
+        store.close()
+
+
 # --- ACL users ---------------------------------------------------------------
 
 
