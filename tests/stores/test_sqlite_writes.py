@@ -9,6 +9,7 @@ keeps its bound (``busy_timeout``) of several seconds; no test asserts a duratio
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -17,13 +18,14 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import pytest
 
 from serversession.core.codec import SessionMeta, encode_meta
 from serversession.core.ids import new_session_id, storage_key
-from serversession.core.records import Commit
+from serversession.core.records import Commit, CommitResult
 from serversession.exceptions import StoreUnavailableError
 from serversession.stores.sqlite import SQLiteStore
 
@@ -93,7 +95,7 @@ def test_writers_in_threads_on_different_sessions_all_land(tmp_path: Path) -> No
 
 WORKER = r"""
 import json, sys, threading
-from serversession.core.records import Commit
+from serversession.core.records import Commit, CommitResult
 from serversession.stores.sqlite import SQLiteStore
 sys.path.insert(0, sys.argv[1])
 from test_sqlite_writes import write_rounds
@@ -268,5 +270,106 @@ def test_a_forked_child_waits_for_its_parents_write_lock(tmp_path: Path) -> None
                 os.waitpid(pid, 0)
         assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
         assert store.create(new_key(), fresh())  # the parent's lock was not released by the child
+    finally:
+        store.close()
+
+
+# -- the async face: one writer thread per process -----------------------------------------
+
+
+def writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("serversession-sqlite-writer")]
+
+
+def test_async_writers_on_different_sessions_all_land_through_one_thread(tmp_path: Path) -> None:
+    store = strict(SQLiteStore(tmp_path / "s.db"))
+    keys = [new_key() for _ in range(16)]
+    ran_on: set[str] = set()
+    commit = store.commit
+
+    def traced(key: str, change: Commit) -> object:
+        ran_on.add(threading.current_thread().name)
+        return commit(key, change)
+
+    store.commit = traced  # type: ignore[method-assign]
+
+    async def main() -> list[bool]:
+        for key in keys:
+            assert await store.acreate(key, fresh())
+        changes = [store.acommit(keys[n % len(keys)], Commit(set_data={f"w{n}": str(n)})) for n in range(200)]
+        return [bool(result) for result in await asyncio.gather(*changes)]
+
+    try:
+        assert all(asyncio.run(main()))
+        assert landed(store, keys, 200)
+        assert len(ran_on) == 1 and next(iter(ran_on)).startswith("serversession-sqlite-writer")
+    finally:
+        store.close()
+    assert writer_threads() == []  # close() ended it
+
+
+def test_close_lets_every_queued_async_write_commit_first(tmp_path: Path) -> None:
+    """close() waits for the writes already handed to the writer thread: when it
+    returns they are all in the file, none failed on a closed connection."""
+    store = strict(SQLiteStore(tmp_path / "s.db"))
+    keys = [new_key() for _ in range(8)]
+
+    async def main() -> list[object]:
+        for key in keys:
+            assert await store.acreate(key, fresh())
+        tasks = [asyncio.ensure_future(store.acommit(keys[n % 8], Commit(set_data={f"w{n}": str(n)})))
+                 for n in range(200)]  # fmt: skip
+        await asyncio.sleep(0)  # every task has handed its write over
+        store.close()  # on the loop's thread, as a synchronous shutdown hook would
+        assert landed(store, keys, 200)
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    try:
+        results = asyncio.run(main())
+        assert all(isinstance(r, CommitResult) and r for r in results), results
+    finally:
+        store.close()
+
+
+def test_a_store_dropped_after_async_writes_ends_its_writer_thread(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    assert asyncio.run(store.acreate(new_key(), fresh()))
+    (thread,) = writer_threads()
+    dropped = weakref.ref(store)
+    del store
+    gc.collect()
+    assert dropped() is None
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_writes_through_a_writer_thread_of_its_own(tmp_path: Path) -> None:
+    """The parent's writer thread does not exist in the child; handing it a write
+    would wait forever."""
+    store = SQLiteStore(tmp_path / "s.db")
+    key = new_key()
+    try:
+        assert asyncio.run(store.acreate(new_key(), fresh()))  # the parent's writer thread runs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded process": the writer is idle
+            pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                if asyncio.run(store.acreate(key, fresh())):
+                    store.close()
+                    status = 0
+            finally:
+                os._exit(status)
+        deadline = time.monotonic() + 30
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if done[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
+        assert store.load(key) is not None
+        assert asyncio.run(store.acommit(key, Commit(set_data={"a": "1"})))  # the parent's still works
     finally:
         store.close()

@@ -21,8 +21,9 @@ reason in ``meta`` as ``{"r": reason}``, ``user`` NULL, its expiry unchanged.
 
 Expired rows are purged by ``serversession gc`` and, opportunistically, 50 at a
 time on every 64th create, through the index on ``expires_at``. The async face
-runs the driver in a worker thread (see :mod:`._threaded`); each thread keeps its
-own connection.
+runs reads in a worker thread (see :mod:`._threaded`) and hands every write to
+one writer thread per process (see :mod:`._sqlite_writer`); each thread keeps
+its own connection.
 
 Every connection the store opens is closed by the store: a finished thread's when
 the next thread opens one, all of them by :meth:`SQLiteStore.close`, and, for a
@@ -35,6 +36,7 @@ parent still uses), so the child keeps them, untouched, and opens its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -64,6 +66,7 @@ from ..core.records import (
 )
 from ..exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
 from ._sqlite_lock import WriteLock
+from ._sqlite_writer import WriterThread
 from ._threaded import ThreadedAsyncFace
 
 SCHEMA = """
@@ -174,9 +177,10 @@ class SQLiteStore(ThreadedAsyncFace):
         # thread-per-request servers do not leak a file descriptor pair per thread.
         self._connections = _Connections()
         self._writes = WriteLock(self.path, busy_timeout)
+        self._writer = WriterThread()
         # A store dropped without close() still closes what it opened (the finalizer
-        # holds the connections and the lock, not the store, and also runs at exit).
-        self._finalizer = weakref.finalize(self, _close, self._connections, self._writes)
+        # holds the connections, the lock and the writer, not the store; it also runs at exit).
+        self._finalizer = weakref.finalize(self, _close, self._connections, self._writes, self._writer)
         self._creates = 0
         # Create the schema now, so configuration errors surface at start-up, but keep no
         # connection open: a server that forks its workers after this (gunicorn --preload)
@@ -423,16 +427,45 @@ class SQLiteStore(ThreadedAsyncFace):
         """See :meth:`Store.ping`."""
         self._run("ping", lambda conn: conn.execute("SELECT 1").fetchone())
 
+    # -- the async face's writes: on the writer thread --------------------------------
+    async def acreate(self, key: str, commit: Commit) -> CommitResult:
+        """Async :meth:`create`, on the store's writer thread."""
+        return await self._writer.run(self.create, key, commit)
+
+    async def acommit(self, key: str, commit: Commit) -> CommitResult:
+        """Async :meth:`commit`, on the store's writer thread."""
+        return await self._writer.run(self.commit, key, commit)
+
+    async def arotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
+        """Async :meth:`rotate`, on the store's writer thread."""
+        return await self._writer.run(self.rotate, old_key, new_key, commit, grace)
+
+    async def adelete(self, key: str) -> bool:
+        """Async :meth:`delete`, on the store's writer thread."""
+        return await self._writer.run(self.delete, key)
+
+    async def apurge_expired(self, limit: int = 1000) -> int:
+        """Async :meth:`purge_expired`, on the store's writer thread."""
+        return await self._writer.run(self.purge_expired, limit)
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`, in a worker thread: it waits for the queued writes."""
+        await asyncio.to_thread(self.close)
+
     def close(self) -> None:
-        """Let the write in progress commit, then close every thread's connection and
-        the lock file (a forked child leaves its parent's alone). A store used after
-        ``close()`` reopens what it needs."""
+        """Let the writes queued and in progress commit, then close every thread's
+        connection and the lock file (a forked child leaves its parent's alone). A
+        store used after ``close()`` reopens what it needs."""
+        self._writer.drain()
         with self._writes.closing():  # a writer let in next must not find its old, closed connection
             self._connections.close_all()
             self._local = threading.local()
 
 
-def _close(connections: _Connections, writes: WriteLock) -> None:
-    """The finalizer of a store dropped without ``close()``; holds no store."""
+def _close(connections: _Connections, writes: WriteLock, writer: WriterThread) -> None:
+    """The finalizer of a store dropped without ``close()``; holds no store. Nothing
+    is queued by then (a queued write holds the store), and the finalizer may run on
+    the writer thread itself, so it does not wait for that thread to end."""
+    writer.drain(wait=False)
     with writes.closing():
         connections.close_all()
