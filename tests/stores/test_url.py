@@ -26,7 +26,7 @@ from serversession.exceptions import ConfigurationError
 from serversession.stores import open_store
 from serversession.stores._redis_url import OWN_OPTIONS, driver_options
 from serversession.stores.redis import RedisStore
-from serversession.stores.url import REDIS_SCHEMES, SCHEMES
+from serversession.stores.url import REDIS_SCHEMES, REDIS_SENTINEL_SCHEMES, SCHEMES
 
 README = (Path(__file__).parent.parent.parent / "README.md").read_text()
 
@@ -121,7 +121,8 @@ def both_faces_answer(store: Any) -> None:
 
 
 # -- one table of schemes ---------------------------------------------------------------
-@pytest.mark.parametrize("scheme", list(SCHEMES))
+# The Sentinel schemes need a Sentinel set: test_redis_managed opens them.
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if s not in REDIS_SENTINEL_SCHEMES])
 def test_every_scheme_opens(scheme: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     options: dict[str, Any] = {}
     if scheme == "memory":
@@ -146,7 +147,7 @@ def test_every_scheme_opens(scheme: str, request: pytest.FixtureRequest, tmp_pat
 
 def test_the_scheme_tables_cannot_disagree() -> None:
     routed_to_redis = {s for s, (module, _, _) in SCHEMES.items() if module == "serversession.stores.redis"}
-    assert routed_to_redis == set(REDIS_SCHEMES)
+    assert routed_to_redis == set(REDIS_SCHEMES) | set(REDIS_SENTINEL_SCHEMES)
     port = free_port()  # nothing listens: each store is built, never used
     for scheme, (driver_scheme, cluster) in REDIS_SCHEMES.items():
         store = RedisStore(f"{scheme}://{HOST}:{port}")
@@ -154,7 +155,7 @@ def test_the_scheme_tables_cannot_disagree() -> None:
             assert store.cluster is cluster and store._url.startswith(f"{driver_scheme}://")
         finally:
             store.close()
-    for scheme in [*(s for s in SCHEMES if s not in REDIS_SCHEMES), "unix", "http", "redis+sentinel"]:
+    for scheme in [*(s for s in SCHEMES if s not in routed_to_redis), "unix", "http", "redis+cluster+sentinel"]:
         with pytest.raises(ConfigurationError, match="not a Redis store URL"):
             RedisStore(f"{scheme}://{HOST}:{port}")
 
