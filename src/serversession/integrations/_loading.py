@@ -1,5 +1,7 @@
 """The kit's deferred loads: a request's session is read from the store at its first use.
 
+:func:`lazy_session` / :func:`alazy_session` (re-exported by the kit) build it.
+
 Why here and not in each integration: every integration builds its session
 through :func:`serversession.integrations.kit.admit` (or :func:`lazy_session`),
 so the rule "a request that never touches its session costs no store command"
@@ -19,7 +21,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from ..core.events import SessionEvent
-from ..core.session import Session, SessionNotLoadedError
+from ..core.session import Session, SessionNotLoadedError, deferred
 from ..core.transport import IncomingToken
 from ..exceptions import StoreError
 
@@ -145,3 +147,28 @@ def observe(manager: SessionManager | AsyncSessionManager, token: IncomingToken,
             now: float) -> SessionEvent | None:  # fmt: skip
     """The guard's guessing event for a presented ID that did not load, if any."""
     return manager.guard.observe(token, session, ip, now)
+
+
+def lazy_session(manager: SessionManager, token: IncomingToken, user_agent: str, ip: str, now: float) -> Session:
+    """The request's session, read from the store at its first use (at most once).
+
+    Without a token there is nothing to read and the fresh session is built at
+    once. The guard's guessing observation happens with the read. A store
+    failure raises :class:`~serversession.exceptions.StoreError` at that first
+    use, and again at any later one.
+    """
+    load = SyncLoad(manager, token, user_agent, ip, now)
+    if token.value is None:
+        return load.load()
+    return deferred(manager.config, load, via_header=token.via_header)
+
+
+async def alazy_session(manager: AsyncSessionManager, token: IncomingToken, user_agent: str, ip: str,
+                        now: float) -> Session:  # fmt: skip
+    """Async twin of :func:`lazy_session` (awaited in the request's event loop): the read
+    happens on ``await session.aload()``; a synchronous first use on the loop raises
+    :class:`~serversession.core.session.SessionNotLoadedError`."""
+    load = AsyncLoad(manager, token, user_agent, ip, now)
+    if token.value is None:
+        return await load.aload()
+    return deferred(manager.config, load, via_header=token.via_header)

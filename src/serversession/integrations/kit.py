@@ -49,11 +49,11 @@ from ..core.guard import (
     refusal_for_error,
 )
 from ..core.lifecycle import SaveResult
-from ..core.session import Session, SessionNotLoadedError, deferred, read_failed
+from ..core.session import Session, SessionNotLoadedError, read_failed
 from ..core.transport import RESPONSE_HEADER, IncomingToken, client_ip
 from ..exceptions import SessionError, StoreError
 from ..manager import AsyncSessionManager, SessionManager
-from ._loading import AsyncLoad, SyncLoad
+from ._loading import alazy_session, lazy_session
 
 V = TypeVar("V")
 
@@ -264,31 +264,6 @@ def pick_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
         elif name not in found:
             found[name] = value
     return found
-
-
-def lazy_session(manager: SessionManager, token: IncomingToken, user_agent: str, ip: str, now: float) -> Session:
-    """The request's session, read from the store at its first use (at most once).
-
-    Without a token there is nothing to read and the fresh session is built at
-    once. The guard's guessing observation happens with the read. A store
-    failure raises :class:`~serversession.exceptions.StoreError` at that first
-    use, and again at any later one.
-    """
-    load = SyncLoad(manager, token, user_agent, ip, now)
-    if token.value is None:
-        return load.load()
-    return deferred(manager.config, load, via_header=token.via_header)
-
-
-async def alazy_session(manager: AsyncSessionManager, token: IncomingToken, user_agent: str, ip: str,
-                        now: float) -> Session:  # fmt: skip
-    """Async twin of :func:`lazy_session` (awaited in the request's event loop): the read
-    happens on ``await session.aload()``; a synchronous first use on the loop raises
-    :class:`~serversession.core.session.SessionNotLoadedError`."""
-    load = AsyncLoad(manager, token, user_agent, ip, now)
-    if token.value is None:
-        return await load.aload()
-    return deferred(manager.config, load, via_header=token.via_header)
 
 
 def csrf_exempt(view: V) -> V:
