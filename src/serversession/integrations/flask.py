@@ -323,6 +323,9 @@ class ServerSessionInterface(SessionInterface):
             return
         if session.accessed:
             _vary_on_cookie(response)
+        raw = session.raw
+        if not raw.loaded and not read_failed(raw):
+            return  # never read: nothing to save, renew or add (kit.finish would say the same)
         added = finish(self.manager, Opened(session.raw, session.ip, None), response.headers.keys(),
                        response.status_code)  # fmt: skip
         if isinstance(added, Refusal):  # store down (503), a refused sign-in or a lost race (409)
