@@ -236,3 +236,73 @@ def test_starlette_apps_get_handlers_that_turn_session_errors_into_json(
     client = TestClient(SessionMiddleware(inner, store, SessionConfig(cookie_secure=False)))
     response = client.get("/")
     assert response.status_code == status and "error" in response.json()
+
+
+# -- lazy=True: the store is read at the session's first use -----------------------------------
+
+
+class CountingStore(FlakyStore):
+    reads = 0
+
+    async def aload(self, key: str) -> Any:
+        self.reads += 1
+        return await super().aload(key)
+
+
+def lazy_client(store: CountingStore, *, handlers: bool = True) -> TestClient:
+    from serversession.integrations.asgi import aget_session
+
+    async def untouched(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("static")
+
+    async def awaited(request: Request) -> JSONResponse:
+        return JSONResponse({"value": (await aget_session(request)).get("value")})
+
+    async def csrf(request: Request) -> JSONResponse:
+        return JSONResponse({"csrf": (await aget_session(request)).csrf_token})
+
+    async def unawaited(request: Request) -> JSONResponse:
+        return JSONResponse({"value": get_session(request).get("value")})
+
+    def threaded(request: Request) -> JSONResponse:  # Starlette runs a plain def in a worker thread
+        return JSONResponse({"value": get_session(request).get("value")})
+
+    routes = [Route("/untouched", untouched), Route("/awaited", awaited), Route("/unawaited", unawaited),
+              Route("/csrf", csrf),
+              Route("/threaded", threaded), Route("/set", set_value, methods=["POST"])]  # fmt: skip
+    inner = Starlette(routes=routes, exception_handlers=exception_handlers() if handlers else None)
+    app = SessionMiddleware(inner, store=store, config=SessionConfig(cookie_secure=False), lazy=True)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _csrf_of(client: TestClient) -> str:
+    token: str = client.get("/csrf").json()["csrf"]
+    return token
+
+
+def test_lazy_reads_only_for_endpoints_that_use_the_session() -> None:
+    store = CountingStore()
+    app = lazy_client(store)
+    token = _csrf_of(app)  # no cookie yet: nothing to read, read at once
+    assert app.post("/set", json={"value": 7}, headers={"X-CSRF-Token": "wrong"}).status_code == 403
+    assert app.post("/set", json={"value": 7}, headers={"X-CSRF-Token": token}).status_code == 200
+    reads = store.reads
+    untouched = app.get("/untouched")
+    assert untouched.text == "static" and store.reads == reads
+    assert "set-cookie" not in untouched.headers and "vary" not in untouched.headers
+    assert app.get("/awaited").json() == {"value": 7} and store.reads == reads + 1
+    assert app.get("/threaded").json() == {"value": 7} and store.reads == reads + 2  # read on the loop, waited for
+    refused = app.get("/unawaited")  # a synchronous first use on the event loop: a loud programming error
+    assert refused.status_code == 500 and store.reads == reads + 2
+
+
+def test_lazy_store_outage_at_first_use_is_503_with_or_without_the_handlers() -> None:
+    for handlers in (True, False):
+        store = CountingStore()
+        app = lazy_client(store, handlers=handlers)
+        token = _csrf_of(app)
+        assert app.post("/set", json={"value": 7}, headers={"X-CSRF-Token": token}).status_code == 200
+        store.fail.add("load")
+        assert app.get("/untouched").status_code == 200
+        down = app.get("/awaited")
+        assert down.status_code == 503 and down.headers["retry-after"] == "1", (handlers, down.text)
