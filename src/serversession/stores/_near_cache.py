@@ -179,7 +179,8 @@ class NearCache:
         c = self.config
         return InvalidationListener(
             self.entries, self._url, self._prefix, cluster=self._cluster, heartbeat=c.heartbeat,
-            connect_timeout=c.connect_timeout, topology_interval=c.topology_interval, **self._options,
+            silence_limit=c.silence_limit, connect_timeout=c.connect_timeout, topology_interval=c.topology_interval,
+            **self._options,
         )  # fmt: skip
 
     def _ensure_listening(self) -> None:

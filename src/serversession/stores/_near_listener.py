@@ -19,8 +19,11 @@ loop alike, and a request never waits on it: lookups only read the shared
 :class:`~._near_entries.NearEntries`.
 
 Failures. A connection that closes, errs or stays silent past the lease (its
-PING every ``heartbeat`` seconds unanswered) deactivates the cache at once
-(flush, then bypass); the supervisor reconnects with backoff and activates
+PING every ``heartbeat`` seconds unanswered for ``silence_limit``) deactivates
+the cache at once (flush, then bypass); so does a lookup that finds the lease
+run out first, and the supervisor, checking every ``heartbeat``, takes that as
+a loss too (else the cache would stay off for good behind connections that
+look healthy). The supervisor reconnects with backoff and activates
 again only once every node's connection has tracking on. On a cluster the
 connections go to every node that is not marked failed, replicas included (a
 replica reports the writes it replicates, so a manual failover is heard from
@@ -159,15 +162,15 @@ class _Link:
         if not (isinstance(reply, list) and reply[:2] == [b"subscribe", CHANNEL]):
             raise ProtocolError(f"unexpected SUBSCRIBE reply {reply!r}")
 
-    def start(self, entries: NearEntries, heartbeat: float, lost: Callable[[], None]) -> None:
+    def start(self, entries: NearEntries, heartbeat: float, silence_limit: float, lost: Callable[[], None]) -> None:
         self._thread = threading.Thread(
-            target=self._read, args=(entries, heartbeat, lost), name=f"near-cache-{self.node[0]}:{self.node[1]}",
-            daemon=True,
+            target=self._read, args=(entries, heartbeat, silence_limit, lost),
+            name=f"near-cache-{self.node[0]}:{self.node[1]}", daemon=True,
         )  # fmt: skip
         self._thread.start()
 
-    def _read(self, entries: NearEntries, heartbeat: float, lost: Callable[[], None]) -> None:
-        last_ping = time.monotonic()
+    def _read(self, entries: NearEntries, heartbeat: float, silence_limit: float, lost: Callable[[], None]) -> None:
+        last_ping = last_heard = time.monotonic()
         try:
             sock = self._connected()
             sock.settimeout(heartbeat)
@@ -179,8 +182,11 @@ class _Link:
                 if data == b"":
                     raise ConnectionError("invalidation connection closed")
                 if data:
+                    last_heard = time.monotonic()
                     self._reader.feed(data)
                     self._apply(entries, self._reader.messages())
+                elif time.monotonic() - last_heard > silence_limit:  # no PONG: a partition, a stopped server
+                    raise TimeoutError(f"no answer to the heartbeat for {silence_limit} s")
                 if time.monotonic() - last_ping >= heartbeat:
                     sock.sendall(_command("PING"))
                     last_ping = time.monotonic()
@@ -249,7 +255,8 @@ class InvalidationListener:
     ``url`` is the store's driver URL (``redis://`` or ``rediss://``, with its
     query options: auth, TLS, timeouts); ``cluster`` says whether it names a
     cluster's seed node. ``prefix`` is the key prefix tracked (``"ss:s:"``).
-    ``heartbeat`` (seconds) paces the PINGs; ``connect_timeout`` bounds each
+    ``heartbeat`` (seconds) paces the PINGs; a connection silent for
+    ``silence_limit`` seconds is a loss; ``connect_timeout`` bounds each
     connect; ``topology_interval`` paces the cluster's ``CLUSTER NODES`` check.
     :meth:`start` returns at once; :meth:`stop` ends the threads and closes the
     connections.
@@ -257,12 +264,13 @@ class InvalidationListener:
 
     def __init__(
         self, entries: NearEntries, url: str, prefix: str, *, cluster: bool, heartbeat: float = 0.5,
-        connect_timeout: float = 2.0, topology_interval: float = 1.0, **options: Any,
+        silence_limit: float = 2.0, connect_timeout: float = 2.0, topology_interval: float = 1.0, **options: Any,
     ) -> None:  # fmt: skip
         self.entries = entries
         self.prefix = prefix
         self.cluster = cluster
         self.heartbeat = heartbeat
+        self.silence_limit = silence_limit
         self.topology_interval = topology_interval
         pool = redis.ConnectionPool.from_url(url, **options)
         self._class = pool.connection_class
@@ -328,16 +336,22 @@ class InvalidationListener:
                     links[-1].open(self.prefix)
                 self._lost.clear()
                 for link in links:
-                    link.start(self.entries, self.heartbeat, self._on_lost)
+                    link.start(self.entries, self.heartbeat, self.silence_limit, self._on_lost)
                 self.entries.activate(range(len(links)))
                 if self._lost.is_set():  # a link died before activation: its loss must win
                     continue
                 self.established += 1
                 log.info("near cache on: tracking %d node(s), prefix %r", len(links), self.prefix)
                 backoff = 0.05
-                while not self._stop.is_set() and not self._lost.wait(self.topology_interval):
-                    if self.cluster and self._discover()[1] != shape:
+                next_check = time.monotonic() + self.topology_interval
+                while not self._stop.is_set() and not self._lost.wait(self.heartbeat):
+                    if not self.entries.active:  # a lookup found the lease run out (rule 4): start over
+                        log.warning("near cache off: a lookup found an invalidation connection silent; reconnecting")
                         break
+                    if self.cluster and time.monotonic() >= next_check:
+                        next_check = time.monotonic() + self.topology_interval
+                        if self._discover()[1] != shape:
+                            break
             except Exception as exc:  # the cache stays off; a bug must not end the retries either
                 log.debug("near cache: tracking not established: %s: %s", type(exc).__name__, exc)
             finally:
