@@ -26,15 +26,19 @@ The pieces: :mod:`._near_entries` (the bounded LRU and its race rules, no I/O)
 and :mod:`._near_listener` (the invalidation connections and their thread).
 The listener starts on the first lookup, not when the store is made, so a
 server that forks its workers after import (gunicorn ``--preload``) starts one
-in each worker; a lookup in a forked child drops what it inherited and starts
-its own.
+in each worker. A forked child drops what it inherited at the fork (an
+``os.register_at_fork`` hook: new locks, an empty cache), so a lock the
+parent's listener held then cannot hang it, and its first lookup starts its
+own listener.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -172,8 +176,23 @@ class NearCache:
         self._start_lock = threading.Lock()
         self._pid = -1
         self._closed = False
-        self.entries = NearEntries(self.config.max_entries, self.config.max_bytes, self.config.silence_limit)
+        self.entries = self._new_entries()
         self.listener = self._listener()
+        os.register_at_fork(after_in_child=functools.partial(_forked, weakref.ref(self)))
+
+    def _new_entries(self) -> NearEntries:
+        return NearEntries(self.config.max_entries, self.config.max_bytes, self.config.silence_limit)
+
+    def _after_fork(self) -> None:
+        """In a forked child, at once: new locks and an empty cache of its own.
+
+        The parent's listener thread takes the entries' lock for every
+        invalidation and PONG; a fork at that moment copies the lock held by a
+        thread the child does not have, and touching it would hang the child's
+        first load or write. So the child never touches the parent's objects.
+        """
+        self._start_lock = threading.Lock()
+        self.entries = self._new_entries()
 
     def _listener(self) -> InvalidationListener:
         c = self.config
@@ -191,7 +210,7 @@ class NearCache:
             if self._pid == os.getpid() or self._closed:
                 return
             if self._pid != -1:  # a forked child: the parent's thread and sockets are not ours
-                self.entries.deactivate()
+                self.entries.deactivate()  # (the fresh entries _after_fork made)
                 self.listener = self._listener()
             self._pid = os.getpid()
             self.listener.start()
@@ -232,6 +251,12 @@ class NearCache:
         if self._pid == os.getpid():
             self.listener.stop()
         self.entries.deactivate()
+
+
+def _forked(ref: weakref.ref[NearCache]) -> None:
+    cache = ref()
+    if cache is not None:
+        cache._after_fork()
 
 
 __all__ = ["NearCache", "NearCacheConfig", "NearCacheStats", "near_cache_config", "split_url_options", "store_config"]
