@@ -431,3 +431,21 @@ def test_the_sentinel_password_is_its_own_option(sentinels: SentinelSet, auth: s
             store.ping()
     finally:
         store.close()
+
+
+@pytest.mark.anyio
+async def test_the_sentinel_urls_timeouts_are_used(sentinels: SentinelSet) -> None:
+    """``?socket_timeout=`` and ``?socket_connect_timeout=`` on a sentinel URL bound the
+    calls as they do on ``redis://`` (where the URL's value wins over the keyword's
+    default), on both faces and for the sentinels too; not the 2 s default in their place."""
+    store = RedisStore(sentinels.url + "&socket_timeout=0.3&socket_connect_timeout=0.4")
+    try:
+        store.ping()
+        await store.aping()
+        pools = [store._sync_client().connection_pool, store._async_client().connection_pool,
+                 *(s.connection_pool for s in (*store._finder.sentinels, *store._afinder.sentinels))]  # fmt: skip
+        for pool in pools:
+            kwargs = pool.connection_kwargs
+            assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.3, 0.4), pool
+    finally:
+        await store.aclose()

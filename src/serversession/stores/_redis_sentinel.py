@@ -69,8 +69,12 @@ class SentinelTarget:
     sentinel_auth: dict[str, str]
 
     def _kwargs(self, parse: Any, options: dict[str, Any], ssl_class: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(the data nodes' connection options, the sentinels' own), from redis-py's ``parse``."""
-        data = {**parse(self.data_url), **options}
+        """(the data nodes' connection options, the sentinels' own), from redis-py's ``parse``.
+
+        The URL's options win over the store's keywords (its default timeouts
+        among them), as they do in redis-py's ``from_url`` for ``redis://``.
+        """
+        data = {**options, **parse(self.data_url)}
         for name in ("host", "port", "connection_class"):
             data.pop(name, None)
         timeouts = {k: v for k, v in data.items() if k in ("socket_timeout", "socket_connect_timeout")}
