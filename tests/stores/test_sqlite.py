@@ -22,8 +22,8 @@ from serversession.core.codec import SessionMeta, encode_meta
 from serversession.core.ids import new_session_id, storage_key
 from serversession.core.records import Commit, UserCap
 from serversession.exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
+from serversession.stores import _sqlite_connections as sqlite_connections
 from serversession.stores import open_store
-from serversession.stores import sqlite as sqlite_module
 from serversession.stores.sqlite import SQLiteStore
 
 
@@ -260,7 +260,7 @@ def test_a_forked_child_neither_uses_nor_closes_the_parents_connection(tmp_path:
                 assert store.create(key, fresh())
                 store.close()
                 gc.collect()
-                if not is_closed(parents) and any(c is parents for c in sqlite_module._INHERITED):
+                if not is_closed(parents) and any(c is parents for c in sqlite_connections._INHERITED):
                     status = 0
             finally:
                 os._exit(status)

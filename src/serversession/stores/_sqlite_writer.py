@@ -25,6 +25,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from ..core.records import Commit, CommitResult
+from ._threaded import ThreadedAsyncFace
+
 T = TypeVar("T")
 
 
@@ -56,3 +59,34 @@ class WriterThread:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=wait)
+
+
+class WriterThreadFace(ThreadedAsyncFace):
+    """Mixin: the async face of a store whose writes go to ``self._writer`` (reads and
+    the rest stay on :class:`ThreadedAsyncFace`'s worker threads)."""
+
+    _writer: WriterThread
+
+    async def acreate(self, key: str, commit: Commit) -> CommitResult:
+        """Async :meth:`create`, on the store's writer thread."""
+        return await self._writer.run(self.create, key, commit)
+
+    async def acommit(self, key: str, commit: Commit) -> CommitResult:
+        """Async :meth:`commit`, on the store's writer thread."""
+        return await self._writer.run(self.commit, key, commit)
+
+    async def arotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
+        """Async :meth:`rotate`, on the store's writer thread."""
+        return await self._writer.run(self.rotate, old_key, new_key, commit, grace)
+
+    async def adelete(self, key: str) -> bool:
+        """Async :meth:`delete`, on the store's writer thread."""
+        return await self._writer.run(self.delete, key)
+
+    async def apurge_expired(self, limit: int = 1000) -> int:
+        """Async :meth:`purge_expired`, on the store's writer thread."""
+        return await self._writer.run(self.purge_expired, limit)
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`, in a worker thread: it waits for the queued writes."""
+        await asyncio.to_thread(self.close)

@@ -36,7 +36,6 @@ parent still uses), so the child keeps them, untouched, and opens its own.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -65,9 +64,9 @@ from ..core.records import (
     least_recently_used,
 )
 from ..exceptions import ConfigurationError, CorruptRecordError, StoreError, StoreUnavailableError
+from ._sqlite_connections import _Connections
 from ._sqlite_lock import WriteLock
-from ._sqlite_writer import WriterThread
-from ._threaded import ThreadedAsyncFace
+from ._sqlite_writer import WriterThread, WriterThreadFace
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS serversession (
@@ -103,55 +102,7 @@ def _expiry(expires_at: float | None, default: float | None) -> float | None:
     return default if expires_at is None else checked_expiry(expires_at) or default
 
 
-#: Connections a forked child inherited from its parent: kept referenced, never used or
-#: closed, so neither ``close()`` nor the garbage collector finalizes them in the child.
-_INHERITED: list[sqlite3.Connection] = []
-
-
-class _Connections:
-    """Every thread's connection to one store's file, with the thread that owns it (weakly).
-
-    Kept apart from the store so the store's finalizer can close them without
-    holding the store alive.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pid = os.getpid()
-        self.open: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
-
-    def forked(self) -> bool:
-        """True once, in a forked child: the parent's connections are set aside there."""
-        if os.getpid() == self.pid:
-            return False
-        with self.lock:
-            _INHERITED.extend(conn for _, conn in self.open)
-            self.open, self.pid = [], os.getpid()
-        return True
-
-    def add(self, conn: sqlite3.Connection) -> None:
-        """Keep ``conn`` as the current thread's; close those of threads that ended."""
-        with self.lock:
-            alive = []
-            for thread, other in self.open:
-                owner = thread()
-                if owner is not None and owner.is_alive():
-                    alive.append((thread, other))
-                else:
-                    other.close()
-            alive.append((weakref.ref(threading.current_thread()), conn))
-            self.open = alive
-
-    def close_all(self) -> None:
-        """Close every thread's connection (in a forked child, only the child's own)."""
-        self.forked()
-        with self.lock:
-            for _, conn in self.open:
-                conn.close()
-            self.open = []
-
-
-class SQLiteStore(ThreadedAsyncFace):
+class SQLiteStore(WriterThreadFace):
     """Session store in one SQLite file (``path``), created on first use.
 
     ``busy_timeout`` (5.0 s, 0 or more) bounds the wait for the write lock held
@@ -426,31 +377,6 @@ class SQLiteStore(ThreadedAsyncFace):
     def ping(self) -> None:
         """See :meth:`Store.ping`."""
         self._run("ping", lambda conn: conn.execute("SELECT 1").fetchone())
-
-    # -- the async face's writes: on the writer thread --------------------------------
-    async def acreate(self, key: str, commit: Commit) -> CommitResult:
-        """Async :meth:`create`, on the store's writer thread."""
-        return await self._writer.run(self.create, key, commit)
-
-    async def acommit(self, key: str, commit: Commit) -> CommitResult:
-        """Async :meth:`commit`, on the store's writer thread."""
-        return await self._writer.run(self.commit, key, commit)
-
-    async def arotate(self, old_key: str, new_key: str, commit: Commit, grace: float) -> CommitResult:
-        """Async :meth:`rotate`, on the store's writer thread."""
-        return await self._writer.run(self.rotate, old_key, new_key, commit, grace)
-
-    async def adelete(self, key: str) -> bool:
-        """Async :meth:`delete`, on the store's writer thread."""
-        return await self._writer.run(self.delete, key)
-
-    async def apurge_expired(self, limit: int = 1000) -> int:
-        """Async :meth:`purge_expired`, on the store's writer thread."""
-        return await self._writer.run(self.purge_expired, limit)
-
-    async def aclose(self) -> None:
-        """Async :meth:`close`, in a worker thread: it waits for the queued writes."""
-        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
         """Let the writes queued and in progress commit, then close every thread's
